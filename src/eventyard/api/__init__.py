@@ -1,0 +1,1 @@
+"""HTTP: parse the request, call a service, serialize the answer. Nothing else."""

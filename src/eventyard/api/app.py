@@ -1,0 +1,122 @@
+"""The ASGI application: route, authenticate, call the handler, answer.
+
+`create_app(services)` gives an ASGI callable. Per request it matches the raw path against
+the route table, authenticates the key when the route needs one (`Authorization: Bearer`),
+checks the route's scope, and runs the handler. Every `EventyardError` becomes the one
+problem+json body; anything else is logged and answered `500 internal_error`.
+Database outages are answered `503` with `Retry-After`, never `500`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from eventyard.api import health
+from eventyard.api.context import Context
+from eventyard.api.errors import internal_error, problem_response
+from eventyard.api.http import Receive, Request, Response, Send
+from eventyard.api.routing import Route, Router, RouteTable
+from eventyard.api.v1 import events, keys, project, triggers, users
+from eventyard.errors import EventyardError, ServiceUnavailable
+from eventyard.services.container import Services
+from eventyard.services.keys import require_scope
+
+logger = logging.getLogger("eventyard.api")
+
+_DB_DOWN = (sqlite3.OperationalError, psycopg.OperationalError)
+
+
+def all_routes() -> list[Route]:
+    table = RouteTable()
+    for module in (health, events, triggers, keys, project, users):
+        table.extend(module.routes)
+    return table.routes
+
+
+def bearer_token(req: Request) -> str | None:
+    header = req.header("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class EventyardApp:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        on_startup: Callable[[], None] | None = None,
+        on_shutdown: Callable[[], None] | None = None,
+    ) -> None:
+        self.services = services
+        self.routes = all_routes()
+        self.router = Router(self.routes)
+        self._on_startup = on_startup
+        self._on_shutdown = on_shutdown
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self._on_startup:
+                        self._on_startup()
+                except Exception as exc:
+                    logger.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._on_shutdown:
+                    self._on_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        req = Request(scope, receive)
+        try:
+            response = await self._handle(req)
+        except EventyardError as exc:
+            response = problem_response(exc)
+        except _DB_DOWN as exc:
+            logger.error("database unavailable: %s", exc)
+            response = problem_response(
+                ServiceUnavailable(
+                    "The database is not available right now; nothing was stored. "
+                    "Retry after a few seconds.",
+                    headers={"Retry-After": "5"},
+                )
+            )
+        except Exception as exc:
+            response = internal_error(exc, f"{req.method} {scope.get('path')}")
+        await response.send(send)
+
+    async def _handle(self, req: Request) -> Response:
+        raw_path = req.scope.get("raw_path") or req.scope["path"].encode("utf-8")
+        route, params = self.router.match(req.method, raw_path)
+        req.path_params = params
+        ctx = Context(self.services, routes=self.routes)
+        if route.scope is not None:
+            principal = await self.services.keys.authenticate(bearer_token(req))
+            require_scope(principal, route.scope)
+            ctx.principal_or_none = principal
+        return await route.handler(req, ctx)
+
+
+def create_app(services: Services, **hooks: Any) -> EventyardApp:
+    return EventyardApp(services, **hooks)

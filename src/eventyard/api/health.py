@@ -1,0 +1,142 @@
+"""Liveness, readiness, and the API's own description (`/openapi.json`, `/docs`)."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from eventyard import __version__
+from eventyard.api.context import Context
+from eventyard.api.http import Request, Response, html_response, json_response
+from eventyard.api.routing import PUBLIC, Route, RouteTable
+from eventyard.api.schemas import COMPONENTS
+from eventyard.errors import ServiceUnavailable
+from eventyard.store.db import Db
+
+routes = RouteTable()
+
+
+@routes.add("GET", "/healthz", scope=PUBLIC, summary="The process is up", tags=("health",))
+async def healthz(req: Request, ctx: Context) -> Response:
+    return json_response({"status": "ok"})
+
+
+def _ping(db: Db) -> Any:
+    return db.scalar("SELECT 1 AS ok")
+
+
+@routes.add(
+    "GET",
+    "/readyz",
+    scope=PUBLIC,
+    summary="The database answers",
+    tags=("health",),
+)
+async def readyz(req: Request, ctx: Context) -> Response:
+    try:
+        await ctx.services.store.read(_ping)
+    except Exception as exc:
+        raise ServiceUnavailable(
+            f"The database does not answer: {type(exc).__name__}.", headers={"Retry-After": "5"}
+        ) from None
+    return json_response({"status": "ready", "database": ctx.services.store.backend})
+
+
+def _security(route: Route) -> list[dict[str, list[str]]]:
+    return [] if route.scope is None else [{"bearer": []}]
+
+
+def build_openapi(routes_: list[Route]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes_:
+        if not route.include_in_schema:
+            continue
+        op: dict[str, Any] = {
+            "operationId": route.operation_id,
+            "summary": route.summary,
+            "tags": list(route.tags),
+            "security": _security(route),
+            "responses": {str(code): spec for code, spec in sorted(route.responses.items())}
+            or {"200": {"description": "OK"}},
+        }
+        if route.scope is not None:
+            op["description"] = f"Needs a key with the `{route.scope.value}` scope (or `admin`)."
+        params = [
+            {"name": seg[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+            for seg in route.segments
+            if seg.startswith("{")
+        ]
+        params.extend(route.query)
+        if params:
+            op["parameters"] = params
+        if route.body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": route.body}},
+            }
+        paths.setdefault(route.path, {})[route.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "eventyard",
+            "version": __version__,
+            "description": "A self-hosted event trigger and tracking server.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": COMPONENTS,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key: sk_live_... or sk_test_...",
+                }
+            },
+        },
+    }
+
+
+@routes.add(
+    "GET",
+    "/openapi.json",
+    scope=PUBLIC,
+    summary="This API, as OpenAPI 3.1",
+    tags=("meta",),
+    include_in_schema=False,
+)
+async def openapi(req: Request, ctx: Context) -> Response:
+    return json_response(build_openapi(ctx.routes))
+
+
+@routes.add(
+    "GET",
+    "/docs",
+    scope=PUBLIC,
+    summary="A readable API reference",
+    tags=("meta",),
+    include_in_schema=False,
+)
+async def docs(req: Request, ctx: Context) -> Response:
+    rows = []
+    for route in ctx.routes:
+        if not route.include_in_schema:
+            continue
+        scope = route.scope.value if route.scope else "public"
+        codes = ", ".join(str(c) for c in sorted(route.responses))
+        rows.append(
+            f"<tr><td><code>{route.method}</code></td><td><code>{html.escape(route.path)}</code>"
+            f"</td><td>{html.escape(route.summary)}</td><td>{scope}</td><td>{codes}</td></tr>"
+        )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>eventyard API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem}}
+td,th{{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #ddd}}</style></head>
+<body><h1>eventyard API</h1>
+<p>Authenticate with <code>Authorization: Bearer sk_live_…</code> (or <code>sk_test_…</code>).
+Errors are <code>application/problem+json</code> with <code>code</code>, <code>message</code>
+and, for validation, <code>errors: [{{path, message}}]</code>.
+The machine-readable description is <a href="/openapi.json">/openapi.json</a>.</p>
+<table><thead><tr><th>method</th><th>path</th><th>what</th><th>scope</th><th>answers</th>
+</tr></thead><tbody>{"".join(rows)}</tbody></table></body></html>"""
+    return html_response(page)

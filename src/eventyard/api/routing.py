@@ -1,0 +1,135 @@
+"""The route table: every HTTP route, its scope, and what the OpenAPI document says of it.
+
+Routes are declared with a decorator beside their handler. Each declaration names the scope
+a key needs (or `PUBLIC`), so authentication is applied by the application, never forgotten
+by a handler, and the access tests and `/openapi.json` are both generated from this one
+table. Paths are matched against the raw, still percent-encoded path, segment by segment,
+so a user id holding `/` (sent as `%2F`) stays one segment and round-trips exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
+
+from eventyard.domain.models import Scope
+from eventyard.errors import InvalidRequest, MethodNotAllowed, NotFound
+
+if TYPE_CHECKING:
+    from eventyard.api.context import Context
+    from eventyard.api.http import Request, Response
+
+Handler = Callable[["Request", "Context"], Awaitable["Response"]]
+PUBLIC = None
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    scope: Scope | None
+    summary: str
+    tags: tuple[str, ...] = ()
+    body: dict[str, Any] | None = None
+    responses: dict[int, dict[str, Any]] = field(default_factory=dict)
+    query: tuple[dict[str, Any], ...] = ()
+    include_in_schema: bool = True
+    segments: tuple[str, ...] = ()
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+class RouteTable:
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def add(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: Scope | None,
+        summary: str,
+        tags: tuple[str, ...] = (),
+        body: dict[str, Any] | None = None,
+        responses: dict[int, dict[str, Any]] | None = None,
+        query: tuple[dict[str, Any], ...] = (),
+        include_in_schema: bool = True,
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.routes.append(
+                Route(
+                    method=method,
+                    path=path,
+                    handler=handler,
+                    scope=scope,
+                    summary=summary,
+                    tags=tags,
+                    body=body,
+                    responses=responses or {},
+                    query=query,
+                    include_in_schema=include_in_schema,
+                    segments=tuple(path.strip("/").split("/")),
+                )
+            )
+            return handler
+
+        return register
+
+    def extend(self, other: RouteTable) -> None:
+        self.routes.extend(other.routes)
+
+
+class Router:
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
+        self._by_length: dict[int, list[Route]] = {}
+        for route in routes:
+            self._by_length.setdefault(len(route.segments), []).append(route)
+
+    def match(self, method: str, raw_path: bytes) -> tuple[Route, dict[str, str]]:
+        path = raw_path.split(b"?", 1)[0].decode("latin-1")
+        parts = path.strip("/").split("/") if path.strip("/") else [""]
+        allowed: list[str] = []
+        for route in self._by_length.get(len(parts), ()):
+            params = _match_segments(route.segments, parts)
+            if params is None:
+                continue
+            if route.method == method:
+                return route, _decode_params(params)
+            allowed.append(route.method)
+        if allowed:
+            raise MethodNotAllowed(
+                f"{method} is not allowed here; use {', '.join(sorted(set(allowed)))}.",
+                headers={"Allow": ", ".join(sorted(set(allowed)))},
+            )
+        raise NotFound(f"There is no route {path!r}; see /docs for the API.")
+
+
+def _match_segments(template: tuple[str, ...], parts: list[str]) -> dict[str, str] | None:
+    params: dict[str, str] = {}
+    for want, got in zip(template, parts, strict=True):
+        if want.startswith("{") and want.endswith("}"):
+            if not got:
+                return None
+            params[want[1:-1]] = got
+        elif want != got:
+            return None
+    return params
+
+
+def _decode_params(params: dict[str, str]) -> dict[str, str]:
+    decoded = {}
+    for name, raw in params.items():
+        try:
+            decoded[name] = unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequest(
+                f"The path parameter {name} is not valid UTF-8 once percent-decoded."
+            ) from None
+    return decoded

@@ -1,0 +1,288 @@
+"""JSON Schemas of the native API's bodies, for `/openapi.json` and the route declarations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": ref("Problem")}},
+    }
+
+
+def json_body(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_TIME = {"type": "string", "format": "date-time"}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_EVENT_TIME = {
+    "oneOf": [
+        {"type": "string", "description": "ISO 8601; no zone means UTC"},
+        {"type": "integer", "description": "epoch milliseconds"},
+    ]
+}
+
+COMPONENTS: dict[str, dict[str, Any]] = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details, with eventyard's `code` and `message`.",
+        "required": ["type", "title", "status", "detail", "code", "message"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "code": {"type": "string", "description": "stable, machine-readable"},
+            "message": {"type": "string"},
+            "errors": {"type": "array", "items": ref("FieldError")},
+        },
+    },
+    "FieldError": {
+        "type": "object",
+        "required": ["path", "message"],
+        "properties": {
+            "path": {"type": "string", "examples": ["$.payload.amount"]},
+            "message": {"type": "string"},
+        },
+    },
+    "EventInput": {
+        "type": "object",
+        "required": ["trigger", "user_id"],
+        "additionalProperties": False,
+        "properties": {
+            "trigger": {"type": "string", "description": "the trigger's id (a slug)"},
+            "user_id": {"type": ["string", "integer"], "description": "your end user's id"},
+            "payload": {"type": "object", "default": {}},
+            "timestamp": _EVENT_TIME,
+            "idempotency_key": {"type": "string"},
+        },
+    },
+    "EventData": {
+        "type": "object",
+        "description": "The event's payload, when trigger and user are in the path.",
+        "additionalProperties": True,
+    },
+    "Event": {
+        "type": "object",
+        "required": [
+            "id",
+            "trigger",
+            "user_id",
+            "payload",
+            "timestamp",
+            "received_at",
+            "source",
+            "environment",
+        ],
+        "properties": {
+            "id": {"type": "string", "examples": ["evt_01JD6Z7X5K9V2M3N4P5Q6R7S8T"]},
+            "trigger": {"type": "string"},
+            "user_id": {"type": "string"},
+            "payload": {"type": "object"},
+            "timestamp": _TIME,
+            "received_at": _TIME,
+            "idempotency_key": {"type": ["string", "null"]},
+            "source": {"type": "string"},
+            "environment": {"type": "string", "enum": ["live", "test"]},
+            "expires_at": _NULLABLE_TIME,
+        },
+    },
+    "EventPage": {
+        "type": "object",
+        "required": ["data", "next_cursor"],
+        "properties": {
+            "data": {"type": "array", "items": ref("Event")},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    },
+    "BatchInput": {
+        "type": "object",
+        "required": ["events"],
+        "properties": {"events": {"type": "array", "items": ref("EventInput")}},
+    },
+    "BatchResult": {
+        "type": "object",
+        "required": ["results", "accepted", "duplicates", "rejected"],
+        "properties": {
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["index", "status"],
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "status": {"type": "string", "enum": ["accepted", "duplicate", "rejected"]},
+                        "id": {"type": "string"},
+                        "code": {"type": "string"},
+                        "errors": {"type": "array", "items": ref("FieldError")},
+                    },
+                },
+            },
+            "accepted": {"type": "integer"},
+            "duplicates": {"type": "integer"},
+            "rejected": {"type": "integer"},
+        },
+    },
+    "Attribute": {
+        "type": "object",
+        "required": ["name", "type"],
+        "properties": {
+            "name": {"type": "string"},
+            "type": {
+                "type": "string",
+                "enum": [
+                    "string",
+                    "number",
+                    "integer",
+                    "boolean",
+                    "enum",
+                    "datetime",
+                    "email",
+                    "array",
+                    "object",
+                ],
+            },
+            "required": {"type": "boolean", "default": False},
+            "values": {"type": "array", "description": "the allowed values of an enum"},
+            "description": {"type": "string"},
+        },
+    },
+    "TriggerInput": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "id": {"type": "string", "description": "a slug; made from the name when absent"},
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "type": {"type": "string", "enum": ["custom"]},
+            "platform": {"type": ["string", "null"]},
+            "label": {"type": ["string", "null"]},
+            "attributes": {"type": "array", "items": ref("Attribute")},
+            "additional_attributes": {"type": "boolean", "default": True},
+            "json_schema": {"type": "object", "description": "a JSON Schema (2020-12)"},
+        },
+    },
+    "TriggerUpdate": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "platform": {"type": ["string", "null"]},
+            "label": {"type": ["string", "null"]},
+            "attributes": {"type": ["array", "null"], "items": ref("Attribute")},
+            "additional_attributes": {"type": "boolean"},
+            "json_schema": {"type": ["object", "null"]},
+            "archived": {"type": "boolean"},
+        },
+    },
+    "Trigger": {
+        "type": "object",
+        "required": ["id", "uuid", "name", "type", "archived", "created_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "uuid": {"type": "string", "format": "uuid"},
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "type": {"type": "string"},
+            "platform": {"type": ["string", "null"]},
+            "label": {"type": ["string", "null"]},
+            "attributes": {"type": ["array", "null"], "items": ref("Attribute")},
+            "additional_attributes": {"type": "boolean"},
+            "json_schema": {"type": ["object", "null"]},
+            "archived": {"type": "boolean"},
+            "archived_at": _NULLABLE_TIME,
+            "created_at": _TIME,
+            "updated_at": _TIME,
+        },
+    },
+    "TriggerList": {
+        "type": "object",
+        "properties": {"data": {"type": "array", "items": ref("Trigger")}},
+    },
+    "KeyInput": {
+        "type": "object",
+        "required": ["scopes"],
+        "properties": {
+            "name": {"type": "string"},
+            "scopes": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["write", "read", "delete", "admin"]},
+            },
+            "environment": {
+                "type": "string",
+                "enum": ["live", "test"],
+                "description": "defaults to the calling key's environment",
+            },
+        },
+    },
+    "Key": {
+        "type": "object",
+        "required": ["id", "name", "prefix", "environment", "scopes", "created_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "prefix": {"type": "string", "examples": ["sk_live_AbCd"]},
+            "environment": {"type": "string", "enum": ["live", "test"]},
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "created_at": _TIME,
+            "last_used_at": _NULLABLE_TIME,
+            "revoked": {"type": "boolean"},
+            "revoked_at": _NULLABLE_TIME,
+        },
+    },
+    "KeyCreated": {
+        "allOf": [
+            ref("Key"),
+            {
+                "type": "object",
+                "required": ["key"],
+                "properties": {
+                    "key": {"type": "string", "description": "the secret, shown this once"}
+                },
+            },
+        ]
+    },
+    "KeyList": {"type": "object", "properties": {"data": {"type": "array", "items": ref("Key")}}},
+    "Project": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "mode": {"type": "string", "enum": ["open", "strict"]},
+            "created_at": _TIME,
+        },
+    },
+    "ProjectUpdate": {
+        "type": "object",
+        "properties": {"mode": {"type": "string", "enum": ["open", "strict"]}},
+    },
+    "Erasure": {
+        "type": "object",
+        "properties": {
+            "user_id": {"type": "string"},
+            "deleted": {
+                "type": "object",
+                "properties": {"events": {"type": "integer"}},
+            },
+            "erased_at": _TIME,
+        },
+    },
+}
+
+# The refusals every authenticated route can give.
+AUTH_ERRORS: dict[int, dict[str, Any]] = {
+    401: problem("No key, an unknown key or a revoked key."),
+    403: problem("The key lacks the scope this route needs."),
+}
+BODY_ERRORS: dict[int, dict[str, Any]] = {
+    400: problem("The body is not JSON, or not valid UTF-8."),
+    413: problem("The body is larger than the request limit (512 KB by default)."),
+    422: problem("The body does not validate; `errors` says where."),
+}

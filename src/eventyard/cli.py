@@ -1,0 +1,202 @@
+"""The `eventyard` command: serve, migrate, and set up projects and keys.
+
+Commands that touch the database open it with the same settings the server uses
+(`--database-url` or `EVENTYARD_DATABASE_URL`, else `./eventyard.db`), so `eventyard init`
+and a later `eventyard serve` in the same directory share one database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from eventyard.domain.models import Environment
+from eventyard.errors import EventyardError
+from eventyard.settings import Settings, SettingsError
+from eventyard.store import Store, open_store
+
+T = TypeVar("T")
+
+_DB_OPTION = click.option(
+    "--database-url",
+    default=None,
+    help="sqlite:///FILE or postgresql://user@host:port/db (default: EVENTYARD_DATABASE_URL, "
+    "else sqlite:///./eventyard.db).",
+)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings.from_env(**overrides)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _with_store(settings: Settings, work: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
+    try:
+        store = open_store(settings.database_url, read_connections=1)
+    except Exception as exc:
+        raise click.ClickException(
+            f"cannot open the database {settings.database_url}: {exc}"
+        ) from None
+    try:
+        return asyncio.run(work(store))
+    except EventyardError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        store.close()
+
+
+def _print_json(value: Any) -> None:
+    click.echo(orjson.dumps(value).decode())
+
+
+@click.group()
+@click.version_option(package_name="eventyard")
+def main() -> None:
+    """eventyard: a self-hosted event trigger and tracking server."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port to listen on (default 8000).")
+@_DB_OPTION
+def serve(host: str | None, port: int | None, database_url: str | None) -> None:
+    """Run the HTTP server (migrating the database first)."""
+    import uvicorn
+
+    from eventyard.api.app import create_app
+    from eventyard.services.container import build_services
+
+    settings = _settings(host=host, port=port, database_url=database_url)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        store = open_store(
+            settings.database_url,
+            read_connections=settings.read_connections,
+            commit_max_events=settings.commit_max_events,
+        )
+    except Exception as exc:
+        raise click.ClickException(
+            f"cannot open the database {settings.database_url}: {exc}"
+        ) from None
+    app = create_app(build_services(store, settings), on_shutdown=store.close)
+    click.echo(
+        f"eventyard listening on http://{settings.host}:{settings.port} "
+        f"({store.backend}: {_redact(settings.database_url)})",
+        err=True,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level,
+        server_header=False,
+    )
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL before printing it."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}@{host}"
+    return url
+
+
+@main.command()
+@_DB_OPTION
+def migrate(database_url: str | None) -> None:
+    """Apply pending database migrations and exit."""
+    settings = _settings(database_url=database_url)
+    store = Store(settings.database_url)
+    try:
+        applied = store.migrate()
+    except Exception as exc:
+        raise click.ClickException(f"migration failed: {exc}") from None
+    if applied:
+        for m in applied:
+            click.echo(f"applied {m.version:04d}_{m.name}")
+    else:
+        click.echo("the database is up to date")
+
+
+@main.command()
+@click.option("--project", "project_name", default="default", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_DB_OPTION
+def init(project_name: str, as_json: bool, database_url: str | None) -> None:
+    """Create a project and an admin key for each environment."""
+    from eventyard.clock import SystemClock
+    from eventyard.services.projects import init_project
+
+    name = project_name.strip()
+    if not name:
+        raise click.ClickException("the project name must not be empty")
+    settings = _settings(database_url=database_url)
+    result = _with_store(settings, lambda store: init_project(store, SystemClock(), name))
+    if as_json:
+        _print_json(
+            {
+                "project": {"id": result.project.id, "name": result.project.name},
+                "keys": {env.value: secret for env, secret in result.keys.items()},
+            }
+        )
+        return
+    click.echo(f"Created project {result.project.name!r} ({result.project.id}).")
+    click.echo("Admin keys (shown once; store them now):")
+    for env, secret in result.keys.items():
+        click.echo(f"  {env.value:4}  {secret}")
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command("create")
+@click.option("--project", "project_name", required=True)
+@click.option("--env", "env", type=click.Choice(["live", "test"]), required=True)
+@click.option("--scopes", required=True, help="Comma-separated: write,read,delete,admin.")
+@click.option("--name", default="API key", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_DB_OPTION
+def keys_create(
+    project_name: str, env: str, scopes: str, name: str, as_json: bool, database_url: str | None
+) -> None:
+    """Mint a new API key for a project."""
+    from eventyard.clock import SystemClock
+    from eventyard.services.keys import KeyService, parse_scopes
+    from eventyard.services.projects import get_project_by_name
+
+    settings = _settings(database_url=database_url)
+    try:
+        scope_set = parse_scopes(scopes.split(","))
+    except EventyardError as exc:
+        raise click.ClickException(exc.message) from None
+
+    async def work(store: Store) -> tuple[Any, str]:
+        project = await get_project_by_name(store, project_name)
+        service = KeyService(store, SystemClock(), settings.cache_seconds)
+        return await service.create(project.id, Environment(env), scope_set, name)
+
+    key, secret = _with_store(settings, work)
+    if as_json:
+        _print_json({"key": secret, "id": key.id})
+        return
+    click.echo(f"Created key {key.id} ({key.environment.value}; scopes: {scopes}).")
+    click.echo(f"  {secret}")
+    click.echo("This is the only time the key is shown.")

@@ -1,0 +1,54 @@
+"""Prefixed, time-sortable identifiers.
+
+An id is a short prefix naming the kind of thing (`evt_`, `trg_`, `key_`, `prj_`, `con_`,
+`txn_`) and 26 Crockford base32 characters: 48 bits of milliseconds since the epoch followed
+by 80 random bits (the ULID layout). Ids made later sort after ids made earlier, so an
+index on an id is append-mostly and "newest first" is a cheap descending scan.
+Within one millisecond the random part is incremented instead of redrawn, so ids from one
+process stay strictly increasing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RANDOM_BITS = 80
+
+_lock = threading.Lock()
+_last_ms = -1
+_last_random = 0
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_ulid(now_ms: int | None = None) -> str:
+    """A 26-character ULID; strictly increasing within this process."""
+    global _last_ms, _last_random
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    with _lock:
+        if ms <= _last_ms:
+            ms = _last_ms
+            _last_random = (_last_random + 1) & ((1 << _RANDOM_BITS) - 1)
+        else:
+            _last_ms = ms
+            _last_random = int.from_bytes(os.urandom(10), "big")
+        value = (ms << _RANDOM_BITS) | _last_random
+    return _encode(value, 26)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{new_ulid()}"
+
+
+def is_valid_id(value: str, prefix: str) -> bool:
+    head, _, body = value.partition("_")
+    return head == prefix and len(body) == 26 and all(c in _ALPHABET for c in body)

@@ -1,0 +1,1 @@
+"""Use cases. The HTTP API, the CLI, the adapters and the tests all call these."""

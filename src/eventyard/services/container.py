@@ -1,0 +1,39 @@
+"""The services of one process, built once and shared by the API, the CLI and the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eventyard.clock import Clock, SystemClock
+from eventyard.services.events import EventService
+from eventyard.services.ingest import IngestService
+from eventyard.services.keys import KeyService
+from eventyard.services.triggers import TriggerService
+from eventyard.settings import Settings
+from eventyard.store import Store
+
+
+@dataclass
+class Services:
+    store: Store
+    settings: Settings
+    clock: Clock
+    keys: KeyService
+    triggers: TriggerService
+    ingest: IngestService
+    events: EventService
+
+
+def build_services(store: Store, settings: Settings, clock: Clock | None = None) -> Services:
+    clock = clock or SystemClock()
+    keys = KeyService(store, clock, settings.cache_seconds)
+    triggers = TriggerService(store, clock, settings.cache_seconds)
+    return Services(
+        store=store,
+        settings=settings,
+        clock=clock,
+        keys=keys,
+        triggers=triggers,
+        ingest=IngestService(store, settings, clock, triggers),
+        events=EventService(store, clock),
+    )

@@ -1,0 +1,84 @@
+"""Reading events: one by id, or pages of them with an opaque cursor.
+
+The cursor is the (event time, id) of the last event on a page, base64url-encoded JSON; the
+next page continues strictly below it, so pages never repeat or skip an event even as new
+events arrive at the top.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+import orjson
+
+from eventyard.clock import Clock
+from eventyard.domain.models import Event, Principal
+from eventyard.errors import EventNotFound, InvalidCursor
+from eventyard.store import Store
+from eventyard.store import events as event_sql
+from eventyard.store.events import EventQuery
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 50
+
+
+def encode_cursor(event: Event) -> str:
+    raw = orjson.dumps([event.timestamp, event.id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = orjson.loads(raw)
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        value = None
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], int)
+        and not isinstance(value[0], bool)
+        and isinstance(value[1], str)
+    ):
+        return value[0], value[1]
+    raise InvalidCursor(
+        f"The cursor {cursor[:64]!r} is not one this server gave out; "
+        "pass the next_cursor of a previous page unchanged."
+    )
+
+
+@dataclass(frozen=True)
+class Page:
+    events: list[Event]
+    next_cursor: str | None
+
+
+class EventService:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def get(self, principal: Principal, event_id: str) -> Event:
+        project_id, env = principal.project_id, principal.environment
+        event = await self._store.read(
+            lambda db: event_sql.get_event(db, project_id, env, event_id)
+        )
+        if event is None or (
+            event.expires_at is not None and event.expires_at <= self._clock.now_us()
+        ):
+            raise EventNotFound(f"No event {event_id!r} in this project and environment.")
+        return event
+
+    async def list(self, principal: Principal, query: EventQuery) -> Page:
+        project_id, env = principal.project_id, principal.environment
+        now = self._clock.now_us()
+        # One more than asked tells whether another page exists.
+        probe = EventQuery(**{**query.__dict__, "limit": query.limit + 1})
+        rows = await self._store.read(
+            lambda db: event_sql.query_events(db, project_id, env, probe, now)
+        )
+        events = rows[: query.limit]
+        more = len(rows) > query.limit
+        return Page(events, encode_cursor(events[-1]) if more and events else None)

@@ -1,0 +1,62 @@
+"""Projects: creating one with its first keys, and its settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eventyard import ids
+from eventyard.clock import Clock
+from eventyard.domain.models import Environment, Project, ProjectMode, Scope
+from eventyard.errors import ProjectExists, ProjectNotFound
+from eventyard.services.keys import hash_secret, new_key
+from eventyard.store import Store
+from eventyard.store import keys as key_sql
+from eventyard.store import projects as project_sql
+from eventyard.store.db import Db
+
+
+@dataclass(frozen=True)
+class InitResult:
+    project: Project
+    keys: dict[Environment, str]  # environment → secret, shown once
+
+
+async def init_project(store: Store, clock: Clock, name: str) -> InitResult:
+    """Create a project and one admin key per environment, in one transaction."""
+    now = clock.now_us()
+    project = Project(id=ids.new_id("prj"), name=name, mode=ProjectMode.OPEN, created_at=now)
+    minted = {
+        env: new_key(project.id, env, frozenset({Scope.ADMIN}), f"{env.value} admin key", now)
+        for env in Environment
+    }
+
+    def op(db: Db) -> bool:
+        if not project_sql.insert_project(db, project):
+            return False
+        for key, secret in minted.values():
+            key_sql.insert_key(db, key, hash_secret(secret))
+        return True
+
+    if not await store.write(op):
+        raise ProjectExists(
+            f"A project named {name!r} already exists; choose another name with --project."
+        )
+    return InitResult(project, {env: secret for env, (_, secret) in minted.items()})
+
+
+async def get_project_by_name(store: Store, name: str) -> Project:
+    project = await store.read(lambda db: project_sql.get_project_by_name(db, name))
+    if project is None:
+        raise ProjectNotFound(f"No project named {name!r}; create it with 'eventyard init'.")
+    return project
+
+
+async def set_mode(store: Store, project_id: str, mode: ProjectMode) -> Project:
+    def op(db: Db) -> Project | None:
+        project_sql.set_project_mode(db, project_id, mode)
+        return project_sql.get_project(db, project_id)
+
+    project = await store.write(op)
+    if project is None:
+        raise ProjectNotFound(f"No project {project_id!r}.")
+    return project

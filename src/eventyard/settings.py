@@ -1,0 +1,177 @@
+"""Every setting eventyard reads, in one table.
+
+Each setting has a name, a type, a default and a sentence of documentation. The table is the
+single source: `Settings.from_env` reads `EVENTYARD_<NAME>` for each row, the CLI flags
+override a few of them, and `docs/configuration.md` is checked against it by a test, so the
+documentation cannot drift from the code. Values are parsed and checked once, at start-up;
+a bad value stops the process with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_DATABASE_URL = "sqlite:///./eventyard.db"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    doc: str
+
+    @property
+    def env_var(self) -> str:
+        return "EVENTYARD_" + self.name.upper()
+
+
+class SettingsError(ValueError):
+    """A setting's value could not be parsed or is out of range."""
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _database_url(raw: str) -> str:
+    if not raw.startswith(("sqlite:", "postgresql://", "postgres://")):
+        raise ValueError("must start with sqlite:/// or postgresql://")
+    return raw
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "database_url",
+        DEFAULT_DATABASE_URL,
+        _database_url,
+        "Where events are stored: `sqlite:///path/to/file.db` (the default, a file in the "
+        "working directory) or `postgresql://user@host:port/dbname`.",
+    ),
+    Setting("host", "127.0.0.1", str, "The address `eventyard serve` listens on."),
+    Setting("port", 8000, _positive_int, "The port `eventyard serve` listens on."),
+    Setting(
+        "max_event_bytes",
+        32 * 1024,
+        _positive_int,
+        "The largest event accepted, in bytes, measured as the event's JSON payload.",
+    ),
+    Setting(
+        "max_request_bytes",
+        512 * 1024,
+        _positive_int,
+        "The largest request body accepted, in bytes. Larger bodies are refused with 413 "
+        "before they are read.",
+    ),
+    Setting(
+        "max_batch_events", 1000, _positive_int, "The most events one batch request may carry."
+    ),
+    Setting(
+        "max_json_depth",
+        32,
+        _positive_int,
+        "The deepest nesting of objects and arrays accepted in a request body.",
+    ),
+    Setting(
+        "max_id_length",
+        256,
+        _positive_int,
+        "The longest user id and idempotency key accepted, in characters.",
+    ),
+    Setting(
+        "idempotency_window_seconds",
+        7 * 24 * 3600,
+        _positive_int,
+        "How long an idempotency key is remembered (default 7 days). A key reused after "
+        "the window creates a new event.",
+    ),
+    Setting(
+        "commit_max_events",
+        2000,
+        _positive_int,
+        "The most events one group commit gathers before it commits.",
+    ),
+    Setting(
+        "cache_seconds",
+        5,
+        _positive_int,
+        "How long a process trusts its cached copy of a key or trigger changed by another "
+        "process. Changes made through the same process apply at once.",
+    ),
+    Setting(
+        "read_connections",
+        4,
+        _positive_int,
+        "How many database connections each process keeps for reads.",
+    ),
+    Setting("log_level", "info", str, "The log level: debug, info, warning or error."),
+)
+
+_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_event_bytes: int = 32 * 1024
+    max_request_bytes: int = 512 * 1024
+    max_batch_events: int = 1000
+    max_json_depth: int = 32
+    max_id_length: int = 256
+    idempotency_window_seconds: int = 7 * 24 * 3600
+    commit_max_events: int = 2000
+    cache_seconds: int = 5
+    read_connections: int = 4
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every setting from `EVENTYARD_*` variables; `overrides` (CLI flags) win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            raw = env.get(setting.env_var)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[setting.name] = setting.parse(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{setting.env_var}={raw!r}: {exc}") from None
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            if name not in _BY_NAME:
+                raise SettingsError(f"unknown setting {name!r}")
+            values[name] = value
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _check_table_matches_dataclass() -> None:
+    fields = {f.name: f.default for f in dataclasses.fields(Settings)}
+    table = {s.name: s.default for s in SETTINGS}
+    if fields != table:  # pragma: no cover - a programming error caught at import
+        raise RuntimeError("SETTINGS and Settings disagree")
+
+
+_check_table_matches_dataclass()

@@ -1,0 +1,101 @@
+"""`Store`: the database connections of one process, and the two ways to use them.
+
+`await store.write(op)` runs `op(db)` on the group-commit writer (see `writer.py`) and
+returns after its transaction is on disk. `await store.read(op)` runs `op(db)` on one of a
+few reader connections in threads; since a write answers only after its commit, a read that
+starts after an answer always sees the write (read-your-writes, with no lag at all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from eventyard.store import migrate as migrations
+from eventyard.store.connect import backend_of, connect
+from eventyard.store.db import Backend, Db
+from eventyard.store.writer import GroupCommitWriter
+
+T = TypeVar("T")
+
+
+class Store:
+    def __init__(self, url: str, *, read_connections: int = 4, commit_max_events: int = 2000):
+        self.url = url
+        self.backend: Backend = backend_of(url)
+        self.writer = GroupCommitWriter(
+            lambda: connect(url, writer=True), max_weight=commit_max_events
+        )
+        self._readers = ThreadPoolExecutor(
+            max_workers=read_connections, thread_name_prefix="eventyard-read"
+        )
+        self._local = threading.local()
+        self._reader_dbs: list[Db] = []
+        self._reader_lock = threading.Lock()
+        self._started = False
+
+    def migrate(self) -> list[migrations.Migration]:
+        db = connect(self.url, writer=True)
+        try:
+            return migrations.migrate(db)
+        finally:
+            db.close()
+
+    def start(self) -> None:
+        if not self._started:
+            self.writer.start()
+            self._started = True
+
+    def close(self) -> None:
+        self.writer.stop()
+        self._readers.shutdown(wait=True)
+        with self._reader_lock:
+            for db in self._reader_dbs:
+                db.close()
+            self._reader_dbs.clear()
+        self._started = False
+
+    async def write(self, op: Callable[[Db], T], weight: int = 1) -> T:
+        return await self.writer.write(op, weight)
+
+    async def read(self, op: Callable[[Db], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._read_here, op)
+
+    def _read_here(self, op: Callable[[Db], T]) -> T:
+        db: Db | None = getattr(self._local, "db", None)
+        if db is None:
+            db = connect(self.url, writer=False)
+            self._local.db = db
+            with self._reader_lock:
+                self._reader_dbs.append(db)
+        try:
+            result = op(db)
+        except Exception:
+            self._reset_reader(db)
+            raise
+        if db.backend == "sqlite":
+            # End the implicit read transaction so the WAL can be checkpointed.
+            db.rollback()
+        return result
+
+    def _reset_reader(self, db: Db) -> None:
+        """Drop a reader connection after an error: the next read opens a fresh one."""
+        self._local.db = None
+        with self._reader_lock:
+            if db in self._reader_dbs:
+                self._reader_dbs.remove(db)
+        with contextlib.suppress(Exception):  # it is being discarded anyway
+            db.close()
+
+
+def open_store(url: str, *, read_connections: int = 4, commit_max_events: int = 2000) -> Store:
+    """Create a store, apply pending migrations and start its writer."""
+    store = Store(url, read_connections=read_connections, commit_max_events=commit_max_events)
+    store.migrate()
+    store.start()
+    return store

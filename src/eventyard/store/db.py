@@ -1,0 +1,89 @@
+"""A thin, backend-neutral face over one database connection.
+
+Queries are written once, with `?` placeholders, in SQL that SQLite and PostgreSQL both
+understand; `Db` rewrites the placeholders for psycopg (`%s`). Rows come back as mappings
+on both backends (`sqlite3.Row`, psycopg's `dict_row`), read by column name.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+Backend = Literal["sqlite", "postgres"]
+Row = Mapping[str, Any]
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    def execute(self, sql: Any, params: Any = ..., /) -> Any: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@functools.lru_cache(maxsize=512)
+def _to_pyformat(sql: str) -> str:
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class Db:
+    def __init__(self, conn: Any, backend: Backend) -> None:
+        self.conn = conn
+        self.backend: Backend = backend
+        self._postgres = backend == "postgres"
+
+    def _sql(self, sql: str) -> str:
+        return _to_pyformat(sql) if self._postgres else sql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        cursor: Cursor = self.conn.execute(self._sql(sql), params)
+        return cursor
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        cursor = self.conn.cursor()
+        try:
+            cursor.executemany(self._sql(sql), rows)
+        finally:
+            cursor.close()
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row: Row | None = self.execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return list(self.execute(sql, params).fetchall())
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.execute(sql, params).fetchone()
+        if row is None:
+            return None
+        return next(iter(row.values())) if isinstance(row, dict) else row[0]
+
+    def begin(self) -> None:
+        if not self._postgres:
+            self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.conn.commit() if self._postgres else self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._postgres:
+            self.conn.rollback()
+        elif self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,241 @@
+"""SQL for events and idempotency keys.
+
+`insert_events` is the body of the ingest transaction: it claims each idempotency key with
+`INSERT ... ON CONFLICT DO NOTHING` (so two processes racing on one key resolve inside the
+database), and inserts the accepted events in one `executemany`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from eventyard.domain.models import Environment, Event, EventDraft, Trigger
+from eventyard.store.db import Db, Row
+from eventyard.store.triggers import insert_trigger
+
+_EVENT_COLUMNS = (
+    "id, project_id, environment, trigger_id, user_id, payload, timestamp, received_at,"
+    " idempotency_key, source, expires_at"
+)
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class Stored:
+    outcome: Outcome
+    event: Event | None  # None only for a conflict whose original has since been erased
+    original_id: str | None = None
+
+
+def event_from_row(row: Row) -> Event:
+    return Event(
+        id=row["id"],
+        project_id=row["project_id"],
+        environment=Environment(row["environment"]),
+        trigger=row["trigger_id"],
+        user_id=row["user_id"],
+        payload=orjson.loads(row["payload"]),
+        timestamp=row["timestamp"],
+        received_at=row["received_at"],
+        idempotency_key=row["idempotency_key"],
+        source=row["source"],
+        expires_at=row["expires_at"],
+    )
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A validated draft with its id and receipt time assigned."""
+
+    id: str
+    draft: EventDraft
+    received_at: int
+
+    def as_event(self, project_id: str, environment: Environment) -> Event:
+        d = self.draft
+        return Event(
+            id=self.id,
+            project_id=project_id,
+            environment=environment,
+            trigger=d.trigger,
+            user_id=d.user_id,
+            payload=orjson.loads(d.payload_json),
+            timestamp=d.timestamp if d.timestamp is not None else self.received_at,
+            received_at=self.received_at,
+            idempotency_key=d.idempotency_key,
+            source=d.source,
+            expires_at=d.expires_at,
+        )
+
+
+def insert_events(
+    db: Db,
+    project_id: str,
+    environment: Environment,
+    items: Sequence[NewEvent],
+    *,
+    new_triggers: Sequence[Trigger],
+    idempotency_window_us: int,
+) -> list[Stored]:
+    """Store `items` in order, honouring idempotency keys; one result per item."""
+    for trigger in new_triggers:
+        insert_trigger(db, trigger)
+    results: list[Stored] = []
+    rows: list[tuple[Any, ...]] = []
+    accepted: dict[str, Event] = {}  # not yet inserted: a repeat in the same group finds it here
+    env = environment.value
+    for item in items:
+        d = item.draft
+        if d.idempotency_key is not None:
+            claim = _claim_idempotency_key(db, project_id, env, item, idempotency_window_us)
+            if claim is not None:
+                outcome, original_id = claim
+                original = accepted.get(original_id) or get_event(
+                    db, project_id, environment, original_id
+                )
+                results.append(Stored(outcome, original, original_id))
+                continue
+        timestamp = d.timestamp if d.timestamp is not None else item.received_at
+        rows.append(
+            (
+                item.id,
+                project_id,
+                env,
+                d.trigger,
+                d.user_id,
+                d.payload_json.decode(),
+                timestamp,
+                item.received_at,
+                d.idempotency_key,
+                d.source,
+                d.expires_at,
+            )
+        )
+        event = item.as_event(project_id, environment)
+        accepted[event.id] = event
+        results.append(Stored(Outcome.ACCEPTED, event))
+    if rows:
+        db.executemany(
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    return results
+
+
+def _claim_idempotency_key(
+    db: Db, project_id: str, env: str, item: NewEvent, window_us: int
+) -> tuple[Outcome, str] | None:
+    """Claim the item's key: None when claimed, else (duplicate or conflict, original id)."""
+    d = item.draft
+    expires = item.received_at + window_us
+    cursor = db.execute(
+        "INSERT INTO idempotency_keys (project_id, environment, key, event_id, body_hash,"
+        " expires_at) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (project_id, environment, key) DO NOTHING",
+        (project_id, env, d.idempotency_key, item.id, d.body_hash, expires),
+    )
+    if cursor.rowcount == 1:
+        return None
+    row = db.one(
+        "SELECT event_id, body_hash, expires_at FROM idempotency_keys"
+        " WHERE project_id = ? AND environment = ? AND key = ?",
+        (project_id, env, d.idempotency_key),
+    )
+    assert row is not None  # the conflicting row exists: we just collided with it
+    if row["expires_at"] <= item.received_at:
+        # The earlier use is outside the window: the key is free again.
+        db.execute(
+            "UPDATE idempotency_keys SET event_id = ?, body_hash = ?, expires_at = ?"
+            " WHERE project_id = ? AND environment = ? AND key = ?",
+            (item.id, d.body_hash, expires, project_id, env, d.idempotency_key),
+        )
+        return None
+    if row["body_hash"] != d.body_hash:
+        return Outcome.CONFLICT, row["event_id"]
+    return Outcome.DUPLICATE, row["event_id"]
+
+
+def get_event(db: Db, project_id: str, environment: Environment, event_id: str) -> Event | None:
+    row = db.one(
+        f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ? AND project_id = ? AND environment = ?",
+        (event_id, project_id, environment.value),
+    )
+    return event_from_row(row) if row else None
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    trigger: str | None = None
+    user_id: str | None = None
+    since: int | None = None  # inclusive, event time
+    until: int | None = None  # exclusive, event time
+    source: str | None = None
+    before: tuple[int, str] | None = None  # keyset cursor: (timestamp, id) of the last row
+    limit: int = 50
+
+
+def query_events(
+    db: Db, project_id: str, environment: Environment, q: EventQuery, now: int
+) -> list[Event]:
+    """Events newest first by event time (then id), `limit` of them, after the cursor."""
+    where = ["project_id = ?", "environment = ?", "(expires_at IS NULL OR expires_at > ?)"]
+    params: list[Any] = [project_id, environment.value, now]
+    if q.trigger is not None:
+        where.append("trigger_id = ?")
+        params.append(q.trigger)
+    if q.user_id is not None:
+        where.append("user_id = ?")
+        params.append(q.user_id)
+    if q.source is not None:
+        where.append("source = ?")
+        params.append(q.source)
+    if q.since is not None:
+        where.append("timestamp >= ?")
+        params.append(q.since)
+    if q.until is not None:
+        where.append("timestamp < ?")
+        params.append(q.until)
+    if q.before is not None:
+        where.append("(timestamp, id) < (?, ?)")
+        params.extend(q.before)
+    sql = (
+        f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)}"
+        " ORDER BY timestamp DESC, id DESC LIMIT ?"
+    )
+    params.append(q.limit)
+    return [event_from_row(r) for r in db.all(sql, params)]
+
+
+def delete_user_events(db: Db, project_id: str, environment: Environment, user_id: str) -> int:
+    """Erase a user's events and the idempotency keys that point at them; return the count."""
+    env = environment.value
+    db.execute(
+        "DELETE FROM idempotency_keys WHERE event_id IN"
+        " (SELECT id FROM events WHERE project_id = ? AND environment = ? AND user_id = ?)",
+        (project_id, env, user_id),
+    )
+    cursor = db.execute(
+        "DELETE FROM events WHERE project_id = ? AND environment = ? AND user_id = ?",
+        (project_id, env, user_id),
+    )
+    return cursor.rowcount
+
+
+def count_events(db: Db, project_id: str, environment: Environment, trigger_id: str) -> int:
+    return int(
+        db.scalar(
+            "SELECT COUNT(*) AS n FROM events"
+            " WHERE project_id = ? AND environment = ? AND trigger_id = ?",
+            (project_id, environment.value, trigger_id),
+        )
+    )

@@ -1,0 +1,36 @@
+"""SQL for projects."""
+
+from __future__ import annotations
+
+from eventyard.domain.models import Project, ProjectMode
+from eventyard.store.db import Db, Row
+
+
+def _project(row: Row) -> Project:
+    return Project(
+        id=row["id"], name=row["name"], mode=ProjectMode(row["mode"]), created_at=row["created_at"]
+    )
+
+
+def insert_project(db: Db, project: Project) -> bool:
+    """Insert; False when a project of that name exists already."""
+    cursor = db.execute(
+        "INSERT INTO projects (id, name, mode, created_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (name) DO NOTHING",
+        (project.id, project.name, project.mode.value, project.created_at),
+    )
+    return cursor.rowcount == 1
+
+
+def get_project(db: Db, project_id: str) -> Project | None:
+    row = db.one("SELECT * FROM projects WHERE id = ?", (project_id,))
+    return _project(row) if row else None
+
+
+def get_project_by_name(db: Db, name: str) -> Project | None:
+    row = db.one("SELECT * FROM projects WHERE name = ?", (name,))
+    return _project(row) if row else None
+
+
+def set_project_mode(db: Db, project_id: str, mode: ProjectMode) -> None:
+    db.execute("UPDATE projects SET mode = ? WHERE id = ?", (mode.value, project_id))
