@@ -225,8 +225,17 @@ class TriggerService:
             if field in body:
                 changes[field] = _text(body, field, MAX_LABEL, errors, nullable=True)
         if {"attributes", "json_schema", "additional_attributes"} & set(body):
+            attributes, additional = body.get("attributes"), body.get("additional_attributes")
+            kept = current.schema or {}
+            if "json_schema" not in body and "attributes" in kept:
+                # A PATCH changes what it names: the attribute list and the
+                # additional_attributes flag each keep their value unless given.
+                if "attributes" not in body:
+                    attributes = kept["attributes"]
+                if "additional_attributes" not in body and attributes is not None:
+                    additional = kept.get("additional_attributes")
             schema, schema_errors = normalize_schema(
-                body.get("attributes"), body.get("json_schema"), body.get("additional_attributes")
+                attributes, body.get("json_schema"), additional
             )
             errors.extend(schema_errors)
             changes["schema"] = schema
