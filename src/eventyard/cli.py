@@ -118,6 +118,14 @@ def _redact(url: str) -> str:
 
 
 @main.command()
+def settings() -> None:
+    """Print every setting, its environment variable and its default, as Markdown."""
+    from eventyard.settings import settings_markdown
+
+    click.echo(settings_markdown(), nl=False)
+
+
+@main.command()
 @_DB_OPTION
 def migrate(database_url: str | None) -> None:
     """Apply pending database migrations and exit."""

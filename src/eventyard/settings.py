@@ -56,6 +56,13 @@ def _database_url(raw: str) -> str:
     return raw
 
 
+def _log_level(raw: str) -> str:
+    level = raw.strip().lower()
+    if level not in {"debug", "info", "warning", "error"}:
+        raise ValueError("must be debug, info, warning or error")
+    return level
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "database_url",
@@ -120,7 +127,7 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "How many database connections each process keeps for reads.",
     ),
-    Setting("log_level", "info", str, "The log level: debug, info, warning or error."),
+    Setting("log_level", "info", _log_level, "The log level: debug, info, warning or error."),
 )
 
 _BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -175,3 +182,11 @@ def _check_table_matches_dataclass() -> None:
 
 
 _check_table_matches_dataclass()
+
+
+def settings_markdown() -> str:
+    """The settings table as Markdown; docs/configuration.md embeds it (a test checks)."""
+    lines = ["| environment variable | default | what it does |", "|---|---|---|"]
+    for s in SETTINGS:
+        lines.append(f"| `{s.env_var}` | `{s.default}` | {s.doc} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,175 @@
+"""Fixtures shared by every tier.
+
+`store_url` is parametrized over both backends, so every test that uses a store (directly or
+through `services`, `client` or `api`) runs once on SQLite and once on PostgreSQL:
+
+* SQLite: a fresh file in the test's temporary directory;
+* PostgreSQL: a database cloned from a migrated template, created per test and dropped after.
+
+PostgreSQL is found at EVENTYARD_TEST_POSTGRES_URL (default: the local server, database
+`postgres` for administration). When it does not answer, its tests are skipped — unless
+CI=true or EVENTYARD_REQUIRE_POSTGRES=1, where that is an error: CI must not pass by skipping.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import httpx
+import psycopg
+import pytest
+
+from eventyard.api.app import EventyardApp, create_app
+from eventyard.clock import SystemClock
+from eventyard.services.container import Services, build_services
+from eventyard.services.projects import init_project
+from eventyard.settings import Settings
+from eventyard.store import Store, open_store
+
+PG_ADMIN_URL = os.environ.get(
+    "EVENTYARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_PG = os.environ.get("CI") == "true" or os.environ.get("EVENTYARD_REQUIRE_POSTGRES") == "1"
+_counter = itertools.count()
+
+
+def _pg_url(dbname: str) -> str:
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+def _pg_available() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    problem = _pg_available()
+    if problem is not None:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required here but does not answer: {problem}")
+        pytest.skip(f"PostgreSQL not available: {problem}")
+    name = f"eventyard_tmpl_{os.getpid()}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
+    Store(_pg_url(name)).migrate()
+    yield name
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    template: str = request.getfixturevalue("pg_template")
+    name = f"eventyard_t_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY")
+    yield _pg_url(name)
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/eventyard.db"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def settings(store_url: str) -> Settings:
+    return Settings(database_url=store_url)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    s = open_store(settings.database_url, read_connections=2)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def services(store: Store, settings: Settings) -> Services:
+    return build_services(store, settings, SystemClock())
+
+
+@pytest.fixture
+def app(services: Services) -> EventyardApp:
+    return create_app(services)
+
+
+@pytest.fixture
+async def client(app: EventyardApp) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://eventyard.test") as c:
+        yield c
+
+
+@dataclass
+class Api:
+    """A project with its two admin keys, and a client to call the API with them."""
+
+    client: httpx.AsyncClient
+    project_id: str
+    live_key: str
+    test_key: str
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.test_key}"}
+
+    async def post(
+        self, path: str, json: object = None, key: str | None = None, **kw: object
+    ) -> httpx.Response:
+        headers = {**self.auth(key), **kw.pop("headers", {})}  # type: ignore[dict-item]
+        return await self.client.post(path, json=json, headers=headers, **kw)  # type: ignore[arg-type]
+
+    async def get(self, path: str, key: str | None = None, **kw: object) -> httpx.Response:
+        return await self.client.get(path, headers=self.auth(key), **kw)  # type: ignore[arg-type]
+
+    async def send(
+        self, trigger: str = "signup", user_id: str = "u1", key: str | None = None, **fields: object
+    ) -> httpx.Response:
+        return await self.post(
+            "/v1/events", {"trigger": trigger, "user_id": user_id, **fields}, key=key
+        )
+
+
+async def make_api(client: httpx.AsyncClient, services: Services, name: str) -> Api:
+    result = await init_project(services.store, services.clock, name)
+    return Api(
+        client=client,
+        project_id=result.project.id,
+        live_key=result.keys[_env("live")],
+        test_key=result.keys[_env("test")],
+    )
+
+
+def _env(value: str):  # type: ignore[no-untyped-def]
+    from eventyard.domain.models import Environment
+
+    return Environment(value)
+
+
+@pytest.fixture
+async def api(client: httpx.AsyncClient, services: Services) -> Api:
+    return await make_api(client, services, "acme")
+
+
+@pytest.fixture
+async def other_api(client: httpx.AsyncClient, services: Services) -> Api:
+    return await make_api(client, services, "globex")
