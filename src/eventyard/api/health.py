@@ -42,6 +42,35 @@ async def readyz(req: Request, ctx: Context) -> Response:
     return json_response({"status": "ready", "database": ctx.services.store.backend})
 
 
+def _schema_name(schema: dict[str, Any]) -> str:
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        return ref.rsplit("/", 1)[-1]
+    return "JSON object"
+
+
+def _route_section(route: Route) -> str:
+    scope = f"needs the <code>{route.scope.value}</code> scope" if route.scope else "public"
+    body = ""
+    if route.body is not None:
+        body = f"<p>Body: <code>{html.escape(_schema_name(route.body))}</code></p>"
+    params = "".join(
+        f"<li><code>{html.escape(str(p['name']))}</code> "
+        f"{html.escape(str(p.get('description', '')))}</li>"
+        for p in route.query
+    )
+    answers = "".join(
+        f"<tr><td><code>{code}</code></td><td>{html.escape(spec.get('description', ''))}</td></tr>"
+        for code, spec in sorted(route.responses.items())
+    )
+    return (
+        f'<section id="{route.operation_id}"><h2><code>{route.method} '
+        f"{html.escape(route.path)}</code></h2><p>{html.escape(route.summary)} ({scope}).</p>"
+        f"{body}{f'<p>Query:</p><ul>{params}</ul>' if params else ''}"
+        f"{f'<table>{answers}</table>' if answers else ''}</section>"
+    )
+
+
 def _security(route: Route) -> list[dict[str, list[str]]]:
     return [] if route.scope is None else [{"bearer": []}]
 
@@ -117,26 +146,17 @@ async def openapi(req: Request, ctx: Context) -> Response:
     include_in_schema=False,
 )
 async def docs(req: Request, ctx: Context) -> Response:
-    rows = []
-    for route in ctx.routes:
-        if not route.include_in_schema:
-            continue
-        scope = route.scope.value if route.scope else "public"
-        codes = ", ".join(str(c) for c in sorted(route.responses))
-        rows.append(
-            f"<tr><td><code>{route.method}</code></td><td><code>{html.escape(route.path)}</code>"
-            f"</td><td>{html.escape(route.summary)}</td><td>{scope}</td><td>{codes}</td></tr>"
-        )
+    sections = [_route_section(route) for route in ctx.routes if route.include_in_schema]
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>eventyard API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem}}
-td,th{{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #ddd}}</style></head>
+section{{border-top:1px solid #ddd;padding:.5rem 0}} code{{background:#f4f4f4}}
+td{{padding:.1rem .6rem;vertical-align:top}}</style></head>
 <body><h1>eventyard API</h1>
 <p>Authenticate with <code>Authorization: Bearer sk_live_…</code> (or <code>sk_test_…</code>).
 Errors are <code>application/problem+json</code> with <code>code</code>, <code>message</code>
 and, for validation, <code>errors: [{{path, message}}]</code>.
 The machine-readable description is <a href="/openapi.json">/openapi.json</a>.</p>
-<table><thead><tr><th>method</th><th>path</th><th>what</th><th>scope</th><th>answers</th>
-</tr></thead><tbody>{"".join(rows)}</tbody></table></body></html>"""
+{"".join(sections)}</body></html>"""
     return html_response(page)
