@@ -129,7 +129,7 @@ class KeyService:
     async def get(self, project_id: str, key_id: str) -> ApiKey:
         key = await self._store.read(lambda db: key_sql.get_key(db, project_id, key_id))
         if key is None:
-            raise KeyNotFound(f"No key {key_id!r} in this project.")
+            raise KeyNotFound(f"No key {key_id!r} in this project and environment.")
         return key
 
     async def revoke(self, project_id: str, key_id: str) -> ApiKey:
