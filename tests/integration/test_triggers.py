@@ -53,7 +53,7 @@ async def test_an_explicit_id_is_kept(api: Api) -> None:
     assert (await api.get("/v1/triggers/payment")).status_code == 404
 
 
-@pytest.mark.parametrize("bad_id", ["Has Caps", "", "-leading", "a/b", "x" * 129, 42])
+@pytest.mark.parametrize("bad_id", ["Has Caps", "", "-leading", "a/b", "x" * 129, "signup\n", 42])
 async def test_an_invalid_id_is_refused_at_its_path(api: Api, bad_id: object) -> None:
     made = await create(api, name="Payment", id=bad_id)
     assert made.status_code == 422, made.text

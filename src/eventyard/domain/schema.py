@@ -52,7 +52,7 @@ def json_path(base: str, *parts: str | int) -> str:
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _IDENTIFIER.match(part):
+        elif _IDENTIFIER.fullmatch(part):
             out += f".{part}"
         else:
             escaped = part.replace("\\", "\\\\").replace('"', '\\"')
@@ -263,7 +263,7 @@ def _type_check(attr_type: AttributeType, values: Sequence[Any]) -> Callable[[An
         def check_email(v: Any) -> str | None:
             if not isinstance(v, str):
                 return expect("an email address string")(v)
-            if not _EMAIL.match(v):
+            if not _EMAIL.fullmatch(v):
                 return f"must be an email address, got {v!r}"
             return None
 

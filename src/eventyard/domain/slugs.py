@@ -27,6 +27,6 @@ def trigger_id_problem(value: str) -> str | None:
         return "must not be empty; " + TRIGGER_ID_RULE
     if len(value) > TRIGGER_ID_MAX:
         return f"is {len(value)} characters long; " + TRIGGER_ID_RULE
-    if not TRIGGER_ID_PATTERN.match(value):
+    if not TRIGGER_ID_PATTERN.fullmatch(value):
         return f"{value!r} is not a valid trigger id; " + TRIGGER_ID_RULE
     return None
