@@ -8,6 +8,7 @@ and a later `eventyard serve` in the same directory share one database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Coroutine
@@ -66,29 +67,21 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port to listen on (default 8000).")
+@click.option(
+    "--no-worker", is_flag=True, help="Serve the API only; run `eventyard worker` to deliver."
+)
 @_DB_OPTION
-def serve(host: str | None, port: int | None, database_url: str | None) -> None:
-    """Run the HTTP server (migrating the database first)."""
+def serve(host: str | None, port: int | None, no_worker: bool, database_url: str | None) -> None:
+    """Run the HTTP server and the delivery worker (migrating the database first)."""
     import uvicorn
 
     from eventyard.api.app import create_app
-    from eventyard.services.container import build_services
+    from eventyard.runtime import Runtime
 
     settings = _settings(host=host, port=port, database_url=database_url)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    try:
-        store = open_store(
-            settings.database_url,
-            read_connections=settings.read_connections,
-            commit_max_events=settings.commit_max_events,
-        )
-    except Exception as exc:
-        raise click.ClickException(
-            f"cannot open the database {settings.database_url}: {exc}"
-        ) from None
-    app = create_app(build_services(store, settings), on_shutdown=store.close)
+    store = _open_for_service(settings)
+    runtime = Runtime(store, settings, with_worker=not no_worker)
+    app = create_app(runtime.services, on_startup=runtime.start, on_shutdown=runtime.stop)
     click.echo(
         f"eventyard listening on http://{settings.host}:{settings.port} "
         f"({store.backend}: {_redact(settings.database_url)})",
@@ -105,6 +98,35 @@ def serve(host: str | None, port: int | None, database_url: str | None) -> None:
         log_level=settings.log_level,
         server_header=False,
     )
+
+
+@main.command()
+@_DB_OPTION
+def worker(database_url: str | None) -> None:
+    """Run the delivery worker alone (alongside `eventyard serve --no-worker`)."""
+    from eventyard.runtime import Runtime
+
+    settings = _settings(database_url=database_url)
+    store = _open_for_service(settings)
+    click.echo(f"eventyard worker delivering from {_redact(settings.database_url)}", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(Runtime(store, settings, with_worker=True).run_worker_forever())
+
+
+def _open_for_service(settings: Settings) -> Store:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        return open_store(
+            settings.database_url,
+            read_connections=settings.read_connections,
+            commit_max_events=settings.commit_max_events,
+        )
+    except Exception as exc:
+        raise click.ClickException(
+            f"cannot open the database {settings.database_url}: {exc}"
+        ) from None
 
 
 def _redact(url: str) -> str:

@@ -56,6 +56,13 @@ def _database_url(raw: str) -> str:
     return raw
 
 
+def _schedule(raw: str) -> str:
+    parts = [p.strip() for p in raw.split(",")]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise ValueError("must be comma-separated whole seconds, like 0,5,300")
+    return ",".join(parts)
+
+
 def _log_level(raw: str) -> str:
     level = raw.strip().lower()
     if level not in {"debug", "info", "warning", "error"}:
@@ -128,6 +135,55 @@ SETTINGS: tuple[Setting, ...] = (
         "How many database connections each process keeps for reads.",
     ),
     Setting("log_level", "info", _log_level, "The log level: debug, info, warning or error."),
+    Setting(
+        "webhook_allow_private",
+        False,
+        _bool,
+        "Let webhooks reach private, loopback and link-local addresses (off by default, to "
+        "keep consumers from probing the server's own network; turn it on for local use "
+        "and tests).",
+    ),
+    Setting(
+        "retry_schedule",
+        "0,5,300,1800,7200,18000,36000,36000",
+        _schedule,
+        "Seconds before each webhook attempt: at once, then 5 s, 5 min, 30 min, 2 h, 5 h, "
+        "10 h, 10 h. A consumer's own `retry_schedule` overrides it.",
+    ),
+    Setting(
+        "webhook_timeout_seconds",
+        15,
+        _positive_int,
+        "How long one webhook attempt may take (connect, send, answer) before it counts as "
+        "failed. A consumer's own `timeout_seconds` overrides it.",
+    ),
+    Setting(
+        "disable_failing_after_seconds",
+        5 * 24 * 3600,
+        _positive_int,
+        "A webhook consumer whose every attempt has failed for this long (default 5 days) is "
+        "disabled; its events still get pending transactions and wait for it.",
+    ),
+    Setting(
+        "worker_concurrency",
+        64,
+        _positive_int,
+        "How many webhook attempts one worker process runs at once.",
+    ),
+    Setting(
+        "consumer_concurrency",
+        8,
+        _positive_int,
+        "How many attempts to one consumer run at once, so a slow endpoint holds at most "
+        "this many of the worker's slots and never delays the others.",
+    ),
+    Setting(
+        "secret_overlap_seconds",
+        24 * 3600,
+        _positive_int,
+        "After a signing secret is rotated, how long webhooks are signed with the old one "
+        "too, unless the rotation says otherwise.",
+    ),
 )
 
 _BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -148,6 +204,17 @@ class Settings:
     cache_seconds: int = 5
     read_connections: int = 4
     log_level: str = "info"
+    webhook_allow_private: bool = False
+    retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
+    webhook_timeout_seconds: int = 15
+    disable_failing_after_seconds: int = 5 * 24 * 3600
+    worker_concurrency: int = 64
+    consumer_concurrency: int = 8
+    secret_overlap_seconds: int = 24 * 3600
+
+    @property
+    def default_retry_schedule(self) -> tuple[int, ...]:
+        return tuple(int(x) for x in self.retry_schedule.split(","))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

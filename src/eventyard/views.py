@@ -1,11 +1,20 @@
-"""Domain objects as the JSON the native API returns."""
+"""Domain objects as the JSON eventyard shows: API answers and webhook bodies alike."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from eventyard.clock import format_us
-from eventyard.domain.models import ApiKey, Event, Project, Trigger
+from eventyard.domain.models import (
+    ApiKey,
+    Attempt,
+    Consumer,
+    Event,
+    HistoryEntry,
+    Project,
+    Transaction,
+    Trigger,
+)
 
 
 def time_or_none(value: int | None) -> str | None:
@@ -67,4 +76,65 @@ def project_json(project: Project) -> dict[str, Any]:
         "name": project.name,
         "mode": project.mode.value,
         "created_at": format_us(project.created_at),
+    }
+
+
+def consumer_json(consumer: Consumer, *, with_secret: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": consumer.id,
+        "name": consumer.name,
+        "kind": consumer.kind.value,
+        "url": consumer.url,
+        "triggers": list(consumer.triggers) if consumer.triggers is not None else None,
+        "retry_schedule": (
+            list(consumer.retry_schedule) if consumer.retry_schedule is not None else None
+        ),
+        "timeout_seconds": consumer.timeout_ms / 1000 if consumer.timeout_ms is not None else None,
+        "state": consumer.state.value,
+        "disabled_reason": consumer.disabled_reason.value if consumer.disabled_reason else None,
+        "failing_since": time_or_none(consumer.failing_since),
+        "environment": consumer.environment.value,
+        "created_at": format_us(consumer.created_at),
+        "updated_at": format_us(consumer.updated_at),
+    }
+    if with_secret:
+        out["secret"] = consumer.secret
+        out["previous_secret_expires_at"] = time_or_none(consumer.previous_secret_expires_at)
+    return out
+
+
+def history_json(entry: HistoryEntry) -> dict[str, Any]:
+    return {
+        "exit_state": entry.exit_state,
+        "enter_state": entry.enter_state,
+        "at": format_us(entry.at),
+        "by": entry.by,
+    }
+
+
+def attempt_json(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "attempt": attempt.attempt,
+        "at": format_us(attempt.at),
+        "status_code": attempt.status_code,
+        "duration_ms": attempt.duration_ms,
+        "response_excerpt": attempt.response_excerpt,
+        "error": attempt.error,
+    }
+
+
+def transaction_json(txn: Transaction) -> dict[str, Any]:
+    return {
+        "id": txn.id,
+        "consumer_id": txn.consumer_id,
+        "event_id": txn.event_id,
+        "state": txn.state,
+        "output": txn.output,
+        "attempts": txn.attempts,
+        "next_attempt_at": time_or_none(txn.next_attempt_at) if txn.state == "pending" else None,
+        "lease_expires_at": time_or_none(txn.lease_expires_at),
+        "created_at": format_us(txn.created_at),
+        "updated_at": format_us(txn.updated_at),
+        "history": [history_json(h) for h in txn.history],
+        "delivery_attempts": [attempt_json(a) for a in txn.delivery_attempts],
     }

@@ -19,6 +19,7 @@ from tests.e2e.server import ServerProcess, init_project
 
 WORKERS = 8
 CYCLES = 3
+ACKS_PER_CYCLE = 50
 
 
 def _load(
@@ -90,7 +91,12 @@ def test_sigkill_under_load_loses_nothing_acknowledged(
         ]
         for t in threads:
             t.start()
-        time.sleep(rng.uniform(0.3, 1.2))
+        # Kill at a random moment once the load is really flowing (however slow the machine).
+        wanted = len(acked) + ACKS_PER_CYCLE
+        deadline = time.monotonic() + 30
+        while len(acked) < wanted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.5))
         server.kill()
         stop.set()
         for t in threads:
@@ -98,7 +104,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged(
 
     server = server_factory(db_url, tmp_path / "server-final.log")
     server.start()
-    assert len(acked) > 100, f"the load acknowledged only {len(acked)} events"
+    assert len(acked) >= CYCLES * ACKS_PER_CYCLE, f"the load acknowledged only {len(acked)}"
 
     stored = _all_events(server.url, key)
     by_key = Counter(e["idempotency_key"] for e in stored)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -21,7 +21,7 @@ from eventyard.api.context import Context
 from eventyard.api.errors import internal_error, problem_response
 from eventyard.api.http import Receive, Request, Response, Send
 from eventyard.api.routing import Route, Router, RouteTable
-from eventyard.api.v1 import events, keys, project, triggers, users
+from eventyard.api.v1 import consumers, events, keys, project, transactions, triggers, users
 from eventyard.errors import EventyardError, ServiceUnavailable
 from eventyard.services.container import Services
 from eventyard.services.keys import require_scope
@@ -33,7 +33,7 @@ _DB_DOWN = (sqlite3.OperationalError, psycopg.OperationalError)
 
 def all_routes() -> list[Route]:
     table = RouteTable()
-    for module in (health, events, triggers, keys, project, users):
+    for module in (health, events, triggers, keys, project, users, consumers, transactions):
         table.extend(module.routes)
     return table.routes
 
@@ -53,8 +53,8 @@ class EventyardApp:
         self,
         services: Services,
         *,
-        on_startup: Callable[[], None] | None = None,
-        on_shutdown: Callable[[], None] | None = None,
+        on_startup: Callable[[], Awaitable[None]] | None = None,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.services = services
         self.routes = all_routes()
@@ -75,7 +75,7 @@ class EventyardApp:
             if message["type"] == "lifespan.startup":
                 try:
                     if self._on_startup:
-                        self._on_startup()
+                        await self._on_startup()
                 except Exception as exc:
                     logger.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -83,7 +83,7 @@ class EventyardApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._on_shutdown:
-                    self._on_shutdown()
+                    await self._on_shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

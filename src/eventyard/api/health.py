@@ -12,6 +12,7 @@ from eventyard.api.routing import PUBLIC, Route, RouteTable
 from eventyard.api.schemas import COMPONENTS
 from eventyard.errors import ServiceUnavailable
 from eventyard.store.db import Db
+from eventyard.store.transactions import oldest_pending
 
 routes = RouteTable()
 
@@ -160,3 +161,18 @@ and, for validation, <code>errors: [{{path, message}}]</code>.
 The machine-readable description is <a href="/openapi.json">/openapi.json</a>.</p>
 {"".join(sections)}</body></html>"""
     return html_response(page)
+
+
+@routes.add(
+    "GET",
+    "/metrics",
+    scope=PUBLIC,
+    summary="Prometheus metrics",
+    tags=("health",),
+    include_in_schema=False,
+)
+async def metrics(req: Request, ctx: Context) -> Response:
+    services = ctx.services
+    pending = await services.store.read(oldest_pending)
+    text = services.metrics.render(pending, services.clock.now_us())
+    return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")

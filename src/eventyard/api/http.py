@@ -59,6 +59,8 @@ class Request:
                 self._query = parse_qsl(raw, keep_blank_values=True, errors="strict")
             except UnicodeDecodeError:
                 raise InvalidRequest("The query string is not valid UTF-8.") from None
+            if any("\x00" in n or "\x00" in v for n, v in self._query):
+                raise InvalidRequest("The query string holds a NUL character (%00).")
         return self._query
 
     def query_params(self, allowed: set[str]) -> dict[str, str]:

@@ -132,4 +132,6 @@ def _decode_params(params: dict[str, str]) -> dict[str, str]:
             raise InvalidRequest(
                 f"The path parameter {name} is not valid UTF-8 once percent-decoded."
             ) from None
+        if "\x00" in decoded[name]:
+            raise InvalidRequest(f"The path parameter {name} holds a NUL character (%00).")
     return decoded

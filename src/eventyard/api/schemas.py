@@ -276,6 +276,149 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     },
 }
 
+_HISTORY = {
+    "type": "object",
+    "properties": {
+        "exit_state": {"type": ["string", "null"]},
+        "enter_state": {"type": "string"},
+        "at": _TIME,
+        "by": {"type": "string", "description": "worker, dashboard, or the key id that acted"},
+    },
+}
+_ATTEMPT = {
+    "type": "object",
+    "properties": {
+        "attempt": {"type": "integer"},
+        "at": _TIME,
+        "status_code": {"type": ["integer", "null"]},
+        "duration_ms": {"type": "integer"},
+        "response_excerpt": {"type": ["string", "null"]},
+        "error": {"type": ["string", "null"]},
+    },
+}
+_CONSUMER_FIELDS: dict[str, Any] = {
+    "name": {"type": "string"},
+    "url": {"type": ["string", "null"], "description": "webhook consumers: where to POST"},
+    "triggers": {
+        "type": ["array", "null"],
+        "items": {"type": "string"},
+        "description": "trigger ids to receive; null for all",
+    },
+    "retry_schedule": {
+        "type": ["array", "null"],
+        "items": {"type": "integer"},
+        "description": "seconds before each attempt; null for the default",
+    },
+    "timeout_seconds": {"type": ["number", "null"]},
+    "state": {"type": "string", "enum": ["enabled", "paused", "disabled"]},
+}
+COMPONENTS.update(
+    {
+        "ConsumerInput": {
+            "type": "object",
+            "required": ["name", "kind"],
+            "properties": {
+                "kind": {"type": "string", "enum": ["webhook", "pull"]},
+                **_CONSUMER_FIELDS,
+            },
+        },
+        "ConsumerUpdate": {"type": "object", "properties": _CONSUMER_FIELDS},
+        "Consumer": {
+            "type": "object",
+            "required": ["id", "name", "kind", "state"],
+            "properties": {
+                "id": {"type": "string"},
+                "kind": {"type": "string", "enum": ["webhook", "pull"]},
+                **_CONSUMER_FIELDS,
+                "secret": {
+                    "type": ["string", "null"],
+                    "description": "whsec_…; only at creation and rotation",
+                },
+                "disabled_reason": {"type": ["string", "null"]},
+                "failing_since": _NULLABLE_TIME,
+                "environment": {"type": "string"},
+                "created_at": _TIME,
+                "updated_at": _TIME,
+            },
+        },
+        "ConsumerList": {
+            "type": "object",
+            "properties": {"data": {"type": "array", "items": ref("Consumer")}},
+        },
+        "Transaction": {
+            "type": "object",
+            "required": ["id", "consumer_id", "event_id", "state", "history"],
+            "properties": {
+                "id": {"type": "string"},
+                "consumer_id": {"type": "string"},
+                "event_id": {"type": "string"},
+                "state": {"type": "string"},
+                "output": {},
+                "attempts": {"type": "integer"},
+                "next_attempt_at": _NULLABLE_TIME,
+                "lease_expires_at": _NULLABLE_TIME,
+                "created_at": _TIME,
+                "updated_at": _TIME,
+                "history": {"type": "array", "items": _HISTORY},
+                "delivery_attempts": {"type": "array", "items": _ATTEMPT},
+            },
+        },
+        "TransactionList": {
+            "type": "object",
+            "properties": {
+                "data": {"type": "array", "items": ref("Transaction")},
+                "next_after": {"type": ["string", "null"]},
+            },
+        },
+        "TransactionReport": {
+            "type": "object",
+            "required": ["state"],
+            "properties": {
+                "state": {
+                    "type": "string",
+                    "description": "processing, finished, failed, pending, or your own",
+                },
+                "output": {},
+                "lease_seconds": {"type": "integer", "default": 60},
+            },
+        },
+        "ClaimResult": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "type": "array",
+                    "items": {
+                        "allOf": [
+                            ref("Transaction"),
+                            {"type": "object", "properties": {"event": ref("Event")}},
+                        ]
+                    },
+                }
+            },
+        },
+        "EventWithTransactions": {
+            "allOf": [
+                ref("Event"),
+                {
+                    "type": "object",
+                    "properties": {
+                        "transactions": {"type": "array", "items": ref("Transaction")},
+                        "processing": {
+                            "type": "object",
+                            "properties": {
+                                "has_transactions": {"type": "boolean"},
+                                "total_transactions": {"type": "integer"},
+                                "has_future_transactions": {"type": "boolean"},
+                                "is_completed": {"type": "boolean"},
+                            },
+                        },
+                    },
+                },
+            ]
+        },
+    }
+)
+
 # The refusals every authenticated route can give.
 AUTH_ERRORS: dict[int, dict[str, Any]] = {
     401: problem("No key, an unknown key or a revoked key."),

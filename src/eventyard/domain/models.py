@@ -112,3 +112,111 @@ class EventDraft:
     body_hash: str | None  # what an idempotent repeat must match
     source: str
     expires_at: int | None = None
+
+
+class ConsumerKind(StrEnum):
+    WEBHOOK = "webhook"  # eventyard POSTs each event to a URL
+    PULL = "pull"  # a program claims events over the API and reports back
+
+
+class ConsumerState(StrEnum):
+    ENABLED = "enabled"
+    PAUSED = "paused"  # transactions are created and wait; nothing is sent
+    DISABLED = "disabled"
+
+
+class DisabledReason(StrEnum):
+    OPERATOR = "operator"  # no new transactions
+    FAILING = "failing"  # every attempt failed for too long; transactions still queue up
+    GONE = "gone"  # the endpoint answered 410; transactions still queue up
+
+
+class TxState(StrEnum):
+    """The states eventyard itself knows; pull consumers may report others."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+TERMINAL_STATES = frozenset({TxState.FINISHED.value, TxState.FAILED.value})
+
+
+@dataclass(frozen=True)
+class Consumer:
+    id: str
+    project_id: str
+    environment: Environment
+    name: str
+    kind: ConsumerKind
+    url: str | None
+    secret: str | None
+    previous_secret: str | None
+    previous_secret_expires_at: int | None
+    retry_schedule: tuple[int, ...] | None  # None: the server's default
+    timeout_ms: int | None
+    triggers: tuple[str, ...] | None  # None: every trigger
+    state: ConsumerState
+    disabled_reason: DisabledReason | None
+    failing_since: int | None
+    created_at: int
+    updated_at: int
+
+    def wants(self, trigger: str) -> bool:
+        return self.triggers is None or trigger in self.triggers
+
+    @property
+    def receives_transactions(self) -> bool:
+        """Whether new events make transactions for it (they wait while it cannot take them)."""
+        return self.state is not ConsumerState.DISABLED or (
+            self.disabled_reason is not DisabledReason.OPERATOR
+        )
+
+    def signing_secrets(self, now: int) -> list[str]:
+        """The secrets to sign with now: the current one, and a rotated one still overlapping."""
+        out = [self.secret] if self.secret else []
+        if (
+            self.previous_secret
+            and self.previous_secret_expires_at is not None
+            and self.previous_secret_expires_at > now
+        ):
+            out.append(self.previous_secret)
+        return out
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    exit_state: str | None
+    enter_state: str
+    at: int
+    by: str
+
+
+@dataclass(frozen=True)
+class Attempt:
+    attempt: int
+    at: int
+    status_code: int | None
+    duration_ms: int
+    response_excerpt: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Transaction:
+    id: str
+    project_id: str
+    environment: Environment
+    consumer_id: str
+    event_id: str
+    state: str
+    output: Any
+    attempts: int
+    schedule_index: int
+    next_attempt_at: int | None
+    lease_expires_at: int | None
+    created_at: int
+    updated_at: int
+    history: tuple[HistoryEntry, ...] = ()
+    delivery_attempts: tuple[Attempt, ...] = ()

@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eventyard.clock import Clock, SystemClock
+from eventyard.delivery.metrics import DeliveryMetrics
+from eventyard.delivery.notify import Notifier
+from eventyard.services.consumers import ConsumerService
 from eventyard.services.events import EventService
 from eventyard.services.ingest import IngestService
 from eventyard.services.keys import KeyService
+from eventyard.services.transactions import TransactionService
 from eventyard.services.triggers import TriggerService
 from eventyard.settings import Settings
 from eventyard.store import Store
@@ -22,18 +26,28 @@ class Services:
     triggers: TriggerService
     ingest: IngestService
     events: EventService
+    notifier: Notifier
+    consumers: ConsumerService
+    transactions: TransactionService
+    metrics: DeliveryMetrics
 
 
 def build_services(store: Store, settings: Settings, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     keys = KeyService(store, clock, settings.cache_seconds)
     triggers = TriggerService(store, clock, settings.cache_seconds)
+    notifier = Notifier()
+    consumers = ConsumerService(store, settings, clock, notifier)
     return Services(
         store=store,
         settings=settings,
         clock=clock,
         keys=keys,
         triggers=triggers,
-        ingest=IngestService(store, settings, clock, triggers),
+        ingest=IngestService(store, settings, clock, triggers, notifier),
         events=EventService(store, clock),
+        notifier=notifier,
+        consumers=consumers,
+        transactions=TransactionService(store, settings, clock, consumers, notifier),
+        metrics=DeliveryMetrics(),
     )

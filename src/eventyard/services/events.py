@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 
 import orjson
 
 from eventyard.clock import Clock
 from eventyard.domain.models import Event, Principal
+from eventyard.domain.timeparse import MAX_US, MIN_US
 from eventyard.errors import EventNotFound, InvalidCursor
 from eventyard.store import Store
 from eventyard.store import events as event_sql
@@ -22,6 +24,7 @@ from eventyard.store.events import EventQuery
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 50
+_CURSOR_ID = re.compile(r"^[A-Za-z0-9_]{1,64}\Z")  # an event id: no NUL for the database
 
 
 def encode_cursor(event: Event) -> str:
@@ -40,7 +43,9 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         and len(value) == 2
         and isinstance(value[0], int)
         and not isinstance(value[0], bool)
+        and MIN_US <= value[0] <= MAX_US
         and isinstance(value[1], str)
+        and _CURSOR_ID.match(value[1])
     ):
         return value[0], value[1]
     raise InvalidCursor(

@@ -20,6 +20,7 @@ import orjson
 
 from eventyard import ids
 from eventyard.clock import Clock
+from eventyard.delivery.notify import Notifier
 from eventyard.domain.models import EventDraft, Principal, ProjectMode, Trigger
 from eventyard.domain.slugs import trigger_id_problem
 from eventyard.domain.timeparse import TimeParseError, parse_event_time, type_name
@@ -88,8 +89,14 @@ def body_hash(trigger: str, user_id: str, payload: Any, timestamp: Any) -> str:
 
 class IngestService:
     def __init__(
-        self, store: Store, settings: Settings, clock: Clock, triggers: TriggerService
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        triggers: TriggerService,
+        notifier: Notifier,
     ) -> None:
+        self._notifier = notifier
         self._store = store
         self._settings = settings
         self._clock = clock
@@ -239,7 +246,8 @@ class IngestService:
         new_events = [NewEvent(ids.new_id("evt"), c.draft, now) for c in to_store]
         project_id, env = principal.project_id, principal.environment
         window = self._settings.idempotency_window_seconds * 1_000_000
-        stored = await self._store.write(
+        by = principal.key.id
+        written = await self._store.write(
             lambda db: insert_events(
                 db,
                 project_id,
@@ -247,9 +255,13 @@ class IngestService:
                 new_events,
                 new_triggers=new_triggers,
                 idempotency_window_us=window,
+                by=by,
             ),
             weight=len(new_events),
         )
+        if written.transactions_created:
+            self._notifier.pulse()
+        stored = written.results
         for trigger in new_triggers:
             self._triggers.forget(project_id, trigger.id)
         for c, outcome in zip(to_store, stored, strict=True):

@@ -15,13 +15,13 @@ from typing import Any
 import orjson
 
 from eventyard.domain.models import Environment, Event, EventDraft, Trigger
-from eventyard.store.db import Db, Row
+from eventyard.store.consumers import consumers_taking_events
+from eventyard.store.db import Db
+from eventyard.store.event_rows import EVENT_COLUMNS, event_from_row
+from eventyard.store.transactions import create_for_events
 from eventyard.store.triggers import insert_trigger
 
-_EVENT_COLUMNS = (
-    "id, project_id, environment, trigger_id, user_id, payload, timestamp, received_at,"
-    " idempotency_key, source, expires_at"
-)
+NO_TRANSACTION = "none"
 
 
 class Outcome(StrEnum):
@@ -37,20 +37,10 @@ class Stored:
     original_id: str | None = None
 
 
-def event_from_row(row: Row) -> Event:
-    return Event(
-        id=row["id"],
-        project_id=row["project_id"],
-        environment=Environment(row["environment"]),
-        trigger=row["trigger_id"],
-        user_id=row["user_id"],
-        payload=orjson.loads(row["payload"]),
-        timestamp=row["timestamp"],
-        received_at=row["received_at"],
-        idempotency_key=row["idempotency_key"],
-        source=row["source"],
-        expires_at=row["expires_at"],
-    )
+@dataclass(frozen=True)
+class Written:
+    results: list[Stored]
+    transactions_created: int
 
 
 @dataclass(frozen=True)
@@ -86,8 +76,13 @@ def insert_events(
     *,
     new_triggers: Sequence[Trigger],
     idempotency_window_us: int,
-) -> list[Stored]:
-    """Store `items` in order, honouring idempotency keys; one result per item."""
+    by: str,
+) -> Written:
+    """Store `items` in order, honouring idempotency keys; one result per item.
+
+    Every consumer taking events gets a pending transaction for each new event that matches
+    its filter, in this same database transaction: a committed event never lacks one.
+    """
     for trigger in new_triggers:
         insert_trigger(db, trigger)
     results: list[Stored] = []
@@ -124,12 +119,21 @@ def insert_events(
         event = item.as_event(project_id, environment)
         accepted[event.id] = event
         results.append(Stored(Outcome.ACCEPTED, event))
+    created = 0
     if rows:
         db.executemany(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-    return results
+        consumers = consumers_taking_events(db, project_id, environment)
+        if consumers:
+            now = items[0].received_at
+            created = create_for_events(
+                db, project_id, environment, [(r[0], r[3]) for r in rows], consumers, now, by
+            )
+            if created and db.backend == "postgres":
+                db.execute("NOTIFY eventyard_transactions")  # delivered at commit
+    return Written(results, created)
 
 
 def _claim_idempotency_key(
@@ -167,7 +171,7 @@ def _claim_idempotency_key(
 
 def get_event(db: Db, project_id: str, environment: Environment, event_id: str) -> Event | None:
     row = db.one(
-        f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ? AND project_id = ? AND environment = ?",
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ? AND project_id = ? AND environment = ?",
         (event_id, project_id, environment.value),
     )
     return event_from_row(row) if row else None
@@ -175,6 +179,9 @@ def get_event(db: Db, project_id: str, environment: Environment, event_id: str) 
 
 @dataclass(frozen=True)
 class EventQuery:
+    """Filters for listing events. `NO_TRANSACTION` as `consumer_state` finds events the
+    consumer has no transaction for yet."""
+
     trigger: str | None = None
     user_id: str | None = None
     since: int | None = None  # inclusive, event time
@@ -182,6 +189,8 @@ class EventQuery:
     source: str | None = None
     before: tuple[int, str] | None = None  # keyset cursor: (timestamp, id) of the last row
     limit: int = 50
+    consumer: str | None = None  # with consumer_state: filter on that consumer's transaction
+    consumer_state: str | None = None  # a state, or NO_TRANSACTION
 
 
 def query_events(
@@ -208,8 +217,19 @@ def query_events(
     if q.before is not None:
         where.append("(timestamp, id) < (?, ?)")
         params.extend(q.before)
+    if q.consumer is not None:
+        txn = "SELECT 1 FROM transactions t WHERE t.event_id = events.id AND t.consumer_id = ?"
+        if q.consumer_state == NO_TRANSACTION:
+            where.append(f"NOT EXISTS ({txn})")
+            params.append(q.consumer)
+        elif q.consumer_state is not None:
+            where.append(f"EXISTS ({txn} AND t.state = ?)")
+            params.extend([q.consumer, q.consumer_state])
+        else:
+            where.append(f"EXISTS ({txn})")
+            params.append(q.consumer)
     sql = (
-        f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)}"
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)}"
         " ORDER BY timestamp DESC, id DESC LIMIT ?"
     )
     params.append(q.limit)
@@ -217,8 +237,18 @@ def query_events(
 
 
 def delete_user_events(db: Db, project_id: str, environment: Environment, user_id: str) -> int:
-    """Erase a user's events and the idempotency keys that point at them; return the count."""
+    """Erase a user's events, their transactions (with history and attempts) and the
+    idempotency keys that point at them; return the number of events."""
     env = environment.value
+    of_user = "SELECT id FROM events WHERE project_id = ? AND environment = ? AND user_id = ?"
+    txns = f"SELECT id FROM transactions WHERE event_id IN ({of_user})"
+    for table in ("transaction_history", "delivery_attempts"):
+        db.execute(
+            f"DELETE FROM {table} WHERE transaction_id IN ({txns})", (project_id, env, user_id)
+        )
+    db.execute(
+        f"DELETE FROM transactions WHERE event_id IN ({of_user})", (project_id, env, user_id)
+    )
     db.execute(
         "DELETE FROM idempotency_keys WHERE event_id IN"
         " (SELECT id FROM events WHERE project_id = ? AND environment = ? AND user_id = ?)",

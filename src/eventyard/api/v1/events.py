@@ -8,7 +8,6 @@ from eventyard.api.context import Context
 from eventyard.api.http import Request, Response, json_response
 from eventyard.api.routing import RouteTable
 from eventyard.api.schemas import AUTH_ERRORS, BODY_ERRORS, json_body, problem, ref
-from eventyard.api.serialize import event_json
 from eventyard.api.v1.bodies import read_object
 from eventyard.domain.models import Scope
 from eventyard.domain.timeparse import TimeParseError, parse_event_time
@@ -20,7 +19,9 @@ from eventyard.errors import (
 )
 from eventyard.services.events import DEFAULT_PAGE, MAX_PAGE, decode_cursor
 from eventyard.services.ingest import ItemResult, single_result_error
+from eventyard.services.transactions import summarize
 from eventyard.store.events import EventQuery, Outcome
+from eventyard.views import event_json, transaction_json
 
 routes = RouteTable()
 SOURCE = "api"
@@ -163,7 +164,8 @@ def _time_param(params: dict[str, str], name: str) -> int | None:
     raw = params.get(name)
     if raw is None or raw == "":
         return None
-    value: Any = int(raw) if raw.isdigit() else raw
+    # ASCII digits only ("²".isdigit() is true), and few enough for int() to take.
+    value: Any = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 20 else raw
     try:
         return parse_event_time(value)
     except TimeParseError as exc:
@@ -174,7 +176,7 @@ def _limit_param(params: dict[str, str]) -> int:
     raw = params.get("limit")
     if raw is None:
         return DEFAULT_PAGE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 5) or not 1 <= int(raw) <= MAX_PAGE:
         raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_PAGE}; got {raw!r}.")
     return int(raw)
 
@@ -201,6 +203,19 @@ _LIST_PARAMS = (
         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
     },
     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+    {
+        "name": "consumer",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "only events this consumer has a transaction for (see state)",
+    },
+    {
+        "name": "state",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "with consumer: the transaction's state, or `none` for events the "
+        "consumer has no transaction for yet",
+    },
 )
 
 
@@ -228,7 +243,11 @@ async def list_events(req: Request, ctx: Context) -> Response:
         source=params.get("source") or None,
         before=decode_cursor(cursor) if cursor else None,
         limit=_limit_param(params),
+        consumer=params.get("consumer") or None,
+        consumer_state=params.get("state") or None,
     )
+    if query.consumer_state is not None and query.consumer is None:
+        raise InvalidRequest("The state filter needs a consumer: add consumer=<consumer id>.")
     page = await ctx.services.events.list(ctx.principal, query)
     return json_response(
         {"data": [event_json(e) for e in page.events], "next_cursor": page.next_cursor}
@@ -242,11 +261,24 @@ async def list_events(req: Request, ctx: Context) -> Response:
     summary="Read one event",
     tags=("events",),
     responses={
-        200: json_body("The event.", ref("Event")),
+        200: json_body("The event, with its transactions.", ref("EventWithTransactions")),
         404: problem("No such event in this project and environment."),
         **AUTH_ERRORS,
     },
 )
 async def get_event(req: Request, ctx: Context) -> Response:
     event = await ctx.services.events.get(ctx.principal, req.path_params["event_id"])
-    return json_response({**event_json(event), "transactions": []})
+    transactions = await ctx.services.transactions.of_event(event.id)
+    summary = summarize(transactions)
+    return json_response(
+        {
+            **event_json(event),
+            "transactions": [transaction_json(t) for t in transactions],
+            "processing": {
+                "has_transactions": summary.has_transactions,
+                "total_transactions": summary.total,
+                "has_future_transactions": summary.has_future_transactions,
+                "is_completed": summary.is_completed,
+            },
+        }
+    )

@@ -10,11 +10,11 @@ from eventyard.api.context import Context
 from eventyard.api.http import Request, Response, json_response
 from eventyard.api.routing import RouteTable
 from eventyard.api.schemas import AUTH_ERRORS, BODY_ERRORS, json_body, problem, ref
-from eventyard.api.serialize import key_json
 from eventyard.api.v1.bodies import read_object
 from eventyard.domain.models import ApiKey, Principal, Scope
 from eventyard.errors import FieldError, InvalidRequest, KeyNotFound, ValidationFailed
 from eventyard.services.keys import parse_scopes
+from eventyard.views import key_json
 
 routes = RouteTable()
 _NOT_FOUND = {404: problem("No such key in this project and environment.")}

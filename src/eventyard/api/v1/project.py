@@ -6,11 +6,11 @@ from eventyard.api.context import Context
 from eventyard.api.http import Request, Response, json_response
 from eventyard.api.routing import RouteTable
 from eventyard.api.schemas import AUTH_ERRORS, BODY_ERRORS, json_body, ref
-from eventyard.api.serialize import project_json
 from eventyard.api.v1.bodies import read_object
 from eventyard.domain.models import ProjectMode, Scope
 from eventyard.errors import FieldError, ValidationFailed
 from eventyard.services import projects
+from eventyard.views import project_json
 
 routes = RouteTable()
 

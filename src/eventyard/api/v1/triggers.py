@@ -6,10 +6,10 @@ from eventyard.api.context import Context
 from eventyard.api.http import Request, Response, json_response
 from eventyard.api.routing import RouteTable
 from eventyard.api.schemas import AUTH_ERRORS, BODY_ERRORS, json_body, problem, ref
-from eventyard.api.serialize import trigger_json
 from eventyard.api.v1.bodies import read_object
 from eventyard.domain.models import Scope
 from eventyard.errors import InvalidRequest
+from eventyard.views import trigger_json
 
 routes = RouteTable()
 _NOT_FOUND = {404: problem("No such trigger in this project.")}

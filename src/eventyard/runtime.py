@@ -1,0 +1,61 @@
+"""What a running process owns: the store, the services, and optionally the delivery worker.
+
+`eventyard serve` runs the HTTP API with the worker inside it (unless `--no-worker`);
+`eventyard worker` runs the worker alone. On PostgreSQL a LISTEN connection turns other
+processes' NOTIFYs into local wake-ups, so a split deployment delivers as promptly as one
+process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from eventyard.delivery.notify import PgListener
+from eventyard.delivery.worker import DeliveryWorker
+from eventyard.services.container import Services, build_services
+from eventyard.settings import Settings
+from eventyard.store import Store
+
+logger = logging.getLogger("eventyard")
+
+
+class Runtime:
+    def __init__(self, store: Store, settings: Settings, *, with_worker: bool) -> None:
+        self.store = store
+        self.settings = settings
+        self.services: Services = build_services(store, settings)
+        self.worker: DeliveryWorker | None = None
+        if with_worker:
+            s = self.services
+            self.worker = DeliveryWorker(store, settings, s.clock, s.notifier, s.metrics)
+        self._listener = (
+            PgListener(store.url, self.services.notifier) if store.backend == "postgres" else None
+        )
+        self._worker_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.services.notifier.bind(asyncio.get_running_loop())
+        if self._listener is not None:
+            self._listener.start()
+        if self.worker is not None:
+            self._worker_task = asyncio.create_task(self.worker.run())
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+        if self._worker_task is not None:
+            self._worker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker_task
+        if self._listener is not None:
+            self._listener.stop()
+        self.store.close()
+
+    async def run_worker_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,391 @@
+"""SQL for transactions: one consumer's processing of one event, with its history.
+
+Transactions are created in the same database transaction as their event
+(`create_for_events`, called by `insert_events`), so no committed event can lack the
+transaction of a consumer that existed when it was stored. Claims are `UPDATE ... WHERE id
+IN (SELECT ... LIMIT n)` with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several workers or
+pull clients never claim the same transaction; on SQLite the single writer serializes them.
+Every change of state appends a row to `transaction_history`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from eventyard import ids
+from eventyard.domain.models import (
+    Attempt,
+    Consumer,
+    Environment,
+    Event,
+    HistoryEntry,
+    Transaction,
+)
+from eventyard.store.db import Db, Row
+from eventyard.store.event_rows import EVENT_COLUMNS, event_from_row
+
+_COLUMNS = (
+    "id, project_id, environment, consumer_id, event_id, state, output, attempts,"
+    " schedule_index, next_attempt_at, lease_expires_at, created_at, updated_at"
+)
+_UNSET = object()
+
+
+def _transaction(
+    row: Row, history: Sequence[HistoryEntry] = (), attempts: Sequence[Attempt] = ()
+) -> Transaction:
+    output = row["output"]
+    return Transaction(
+        id=row["id"],
+        project_id=row["project_id"],
+        environment=Environment(row["environment"]),
+        consumer_id=row["consumer_id"],
+        event_id=row["event_id"],
+        state=row["state"],
+        output=orjson.loads(output) if output is not None else None,
+        attempts=row["attempts"],
+        schedule_index=row["schedule_index"],
+        next_attempt_at=row["next_attempt_at"],
+        lease_expires_at=row["lease_expires_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        history=tuple(history),
+        delivery_attempts=tuple(attempts),
+    )
+
+
+def add_history(db: Db, entries: Iterable[tuple[str, str | None, str, int, str]]) -> None:
+    """Append (transaction id, exit state, enter state, at, by) rows."""
+    db.executemany(
+        "INSERT INTO transaction_history (transaction_id, exit_state, enter_state, at, actor)"
+        " VALUES (?, ?, ?, ?, ?)",
+        list(entries),
+    )
+
+
+def create_for_events(
+    db: Db,
+    project_id: str,
+    environment: Environment,
+    events: Sequence[tuple[str, str]],
+    consumers: Sequence[Consumer],
+    now: int,
+    by: str,
+) -> int:
+    """A pending transaction for each (event id, trigger) and matching consumer; their count."""
+    rows: list[tuple[Any, ...]] = []
+    for event_id, trigger in events:
+        for consumer in consumers:
+            if consumer.wants(trigger):
+                rows.append(
+                    (
+                        ids.new_id("txn"),
+                        project_id,
+                        environment.value,
+                        consumer.id,
+                        event_id,
+                        "pending",
+                        now,
+                        now,
+                        now,
+                    )
+                )
+    if rows:
+        db.executemany(
+            "INSERT INTO transactions (id, project_id, environment, consumer_id, event_id, state,"
+            " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        add_history(db, ((r[0], None, "pending", now, by) for r in rows))
+    return len(rows)
+
+
+def _details(
+    db: Db, txn_ids: Sequence[str]
+) -> tuple[dict[str, list[HistoryEntry]], dict[str, list[Attempt]]]:
+    history: dict[str, list[HistoryEntry]] = {t: [] for t in txn_ids}
+    attempts: dict[str, list[Attempt]] = {t: [] for t in txn_ids}
+    if not txn_ids:
+        return history, attempts
+    marks = ", ".join("?" for _ in txn_ids)
+    for r in db.all(
+        "SELECT transaction_id, exit_state, enter_state, at, actor FROM transaction_history"
+        f" WHERE transaction_id IN ({marks}) ORDER BY id",
+        list(txn_ids),
+    ):
+        history[r["transaction_id"]].append(
+            HistoryEntry(r["exit_state"], r["enter_state"], r["at"], r["actor"])
+        )
+    for r in db.all(
+        "SELECT transaction_id, attempt, at, status_code, duration_ms, response_excerpt, error"
+        f" FROM delivery_attempts WHERE transaction_id IN ({marks}) ORDER BY id",
+        list(txn_ids),
+    ):
+        attempts[r["transaction_id"]].append(
+            Attempt(
+                r["attempt"],
+                r["at"],
+                r["status_code"],
+                r["duration_ms"],
+                r["response_excerpt"],
+                r["error"],
+            )
+        )
+    return history, attempts
+
+
+def _with_details(db: Db, rows: list[Row]) -> list[Transaction]:
+    history, attempts = _details(db, [r["id"] for r in rows])
+    return [_transaction(r, history[r["id"]], attempts[r["id"]]) for r in rows]
+
+
+def get_transaction(
+    db: Db, project_id: str, environment: Environment, txn_id: str
+) -> Transaction | None:
+    row = db.one(
+        f"SELECT {_COLUMNS} FROM transactions WHERE id = ? AND project_id = ? AND environment = ?",
+        (txn_id, project_id, environment.value),
+    )
+    return _with_details(db, [row])[0] if row else None
+
+
+def transactions_of_event(db: Db, event_id: str) -> list[Transaction]:
+    rows = db.all(
+        f"SELECT {_COLUMNS} FROM transactions WHERE event_id = ? ORDER BY created_at, id",
+        (event_id,),
+    )
+    return _with_details(db, rows)
+
+
+def transaction_for(db: Db, consumer_id: str, event_id: str) -> Transaction | None:
+    row = db.one(
+        f"SELECT {_COLUMNS} FROM transactions WHERE consumer_id = ? AND event_id = ?",
+        (consumer_id, event_id),
+    )
+    return _with_details(db, [row])[0] if row else None
+
+
+def list_transactions(
+    db: Db, consumer_id: str, state: str | None, after: str | None, limit: int
+) -> list[Transaction]:
+    where, params = ["consumer_id = ?"], [consumer_id]
+    if state is not None:
+        where.append("state = ?")
+        params.append(state)
+    if after is not None:
+        where.append("id < ?")
+        params.append(after)
+    rows = db.all(
+        f"SELECT {_COLUMNS} FROM transactions WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+        [*params, limit],
+    )
+    return [_transaction(r) for r in rows]
+
+
+def _events_by_id(db: Db, event_ids: Sequence[str]) -> dict[str, Event]:
+    if not event_ids:
+        return {}
+    marks = ", ".join("?" for _ in event_ids)
+    rows = db.all(f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN ({marks})", list(event_ids))
+    return {r["id"]: event_from_row(r) for r in rows}
+
+
+def _claim(
+    db: Db,
+    consumer_id: str,
+    set_sql: str,
+    set_params: Sequence[Any],
+    where_sql: str,
+    where_params: Sequence[Any],
+    limit: int,
+) -> list[tuple[Transaction, Event]]:
+    lock = " FOR UPDATE SKIP LOCKED" if db.backend == "postgres" else ""
+    rows = db.all(
+        f"UPDATE transactions SET {set_sql} WHERE id IN ("
+        f" SELECT id FROM transactions WHERE consumer_id = ? AND {where_sql}"
+        f" ORDER BY next_attempt_at, id LIMIT ?{lock}) RETURNING {_COLUMNS}",
+        [*set_params, consumer_id, *where_params, limit],
+    )
+    events = _events_by_id(db, [r["event_id"] for r in rows])
+    rows.sort(key=lambda r: (r["next_attempt_at"] or 0, r["id"]))
+    return [(_transaction(r), events[r["event_id"]]) for r in rows if r["event_id"] in events]
+
+
+def claim_due_webhooks(
+    db: Db, consumer_id: str, now: int, lease_until: int, limit: int
+) -> list[tuple[Transaction, Event]]:
+    """Lease up to `limit` due deliveries; the state stays `pending` until the outcome."""
+    return _claim(
+        db,
+        consumer_id,
+        "lease_expires_at = ?",
+        [lease_until],
+        "state = 'pending' AND next_attempt_at <= ?"
+        " AND (lease_expires_at IS NULL OR lease_expires_at <= ?)",
+        [now, now],
+        limit,
+    )
+
+
+def claim_pending(
+    db: Db, consumer_id: str, now: int, lease_until: int, limit: int, by: str
+) -> list[tuple[Transaction, Event]]:
+    """A pull consumer claims up to `limit` pending transactions: they become `processing`."""
+    claimed = _claim(
+        db,
+        consumer_id,
+        "state = 'processing', lease_expires_at = ?, updated_at = ?",
+        [lease_until, now],
+        "state = 'pending'",
+        [],
+        limit,
+    )
+    add_history(db, ((t.id, "pending", "processing", now, by) for t, _ in claimed))
+    return claimed
+
+
+def record_attempt(
+    db: Db,
+    txn: Transaction,
+    *,
+    now: int,
+    status_code: int | None,
+    duration_ms: int,
+    response_excerpt: str | None,
+    error: str | None,
+    outcome: str,
+    next_attempt_at: int | None,
+) -> bool:
+    """Store an attempt and its consequence: `finished`, `failed`, or `pending` again later.
+
+    Returns False (and changes nothing) when the transaction is no longer pending: an
+    operator acted on it while the attempt was in flight.
+    """
+    number = txn.attempts + 1
+    if outcome == "pending":
+        cursor = db.execute(
+            "UPDATE transactions SET attempts = ?, schedule_index = schedule_index + 1,"
+            " next_attempt_at = ?, lease_expires_at = NULL, updated_at = ?"
+            " WHERE id = ? AND state = 'pending'",
+            (number, next_attempt_at, now, txn.id),
+        )
+    else:
+        cursor = db.execute(
+            "UPDATE transactions SET attempts = ?, state = ?, next_attempt_at = NULL,"
+            " lease_expires_at = NULL, updated_at = ? WHERE id = ? AND state = 'pending'",
+            (number, outcome, now, txn.id),
+        )
+    if cursor.rowcount != 1:
+        return False
+    db.execute(
+        "INSERT INTO delivery_attempts (transaction_id, attempt, at, status_code, duration_ms,"
+        " response_excerpt, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (txn.id, number, now, status_code, duration_ms, response_excerpt, error),
+    )
+    if outcome != "pending":
+        add_history(db, [(txn.id, "pending", outcome, now, "worker")])
+    return True
+
+
+def set_state(
+    db: Db,
+    txn: Transaction,
+    state: str,
+    *,
+    now: int,
+    by: str,
+    output: Any = _UNSET,
+    lease_until: int | None = None,
+) -> None:
+    """Move a transaction to `state` (recording output, if given) and log the step."""
+    sets = ["state = ?", "updated_at = ?", "lease_expires_at = ?"]
+    params: list[Any] = [state, now, lease_until]
+    if state == "pending":
+        sets.append("next_attempt_at = ?")
+        params.append(now)
+    if output is not _UNSET:
+        sets.append("output = ?")
+        params.append(orjson.dumps(output).decode() if output is not None else None)
+    db.execute(f"UPDATE transactions SET {', '.join(sets)} WHERE id = ?", [*params, txn.id])
+    if state != txn.state:
+        add_history(db, [(txn.id, txn.state, state, now, by)])
+
+
+def retry(db: Db, txn: Transaction, now: int, by: str) -> None:
+    """Back to `pending`, due now, with a fresh retry schedule."""
+    db.execute(
+        "UPDATE transactions SET state = 'pending', schedule_index = 0, next_attempt_at = ?,"
+        " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+        (now, now, txn.id),
+    )
+    add_history(db, [(txn.id, txn.state, "pending", now, by)])
+
+
+def replay(
+    db: Db, consumer: Consumer, since: int, only_failed: bool, now: int, by: str
+) -> dict[str, int]:
+    """Queue a consumer's events (event time ≥ since) again; create missing transactions."""
+    rows = db.all(
+        f"SELECT {_COLUMNS} FROM transactions WHERE consumer_id = ? AND event_id IN"
+        " (SELECT id FROM events WHERE project_id = ? AND environment = ? AND timestamp >= ?)"
+        " AND state NOT IN ('pending', 'processing')",
+        (consumer.id, consumer.project_id, consumer.environment.value, since),
+    )
+    requeued = 0
+    for row in rows:
+        txn = _transaction(row)
+        if only_failed and txn.state != "failed":
+            continue
+        retry(db, txn, now, by)
+        requeued += 1
+    created = 0
+    if not only_failed:
+        missing = db.all(
+            f"SELECT {EVENT_COLUMNS} FROM events e WHERE project_id = ? AND environment = ?"
+            " AND timestamp >= ? AND NOT EXISTS (SELECT 1 FROM transactions t"
+            " WHERE t.consumer_id = ? AND t.event_id = e.id)",
+            (consumer.project_id, consumer.environment.value, since, consumer.id),
+        )
+        created = create_for_events(
+            db,
+            consumer.project_id,
+            consumer.environment,
+            [(r["id"], r["trigger_id"]) for r in missing],
+            [consumer],
+            now,
+            by,
+        )
+    return {"requeued": requeued, "created": created}
+
+
+def release_expired_leases(db: Db, now: int) -> int:
+    """Claims whose lease ran out go back to `pending` (pull consumers' `processing` ones)."""
+    rows = db.all(
+        "UPDATE transactions SET state = 'pending', lease_expires_at = NULL, next_attempt_at = ?,"
+        " updated_at = ? WHERE state = 'processing' AND lease_expires_at <= ? RETURNING id",
+        (now, now, now),
+    )
+    add_history(db, ((r["id"], "processing", "pending", now, "worker") for r in rows))
+    return len(rows)
+
+
+def oldest_pending(db: Db) -> list[Row]:
+    return db.all(
+        "SELECT consumer_id, MIN(created_at) AS oldest, COUNT(*) AS pending FROM transactions"
+        " WHERE state = 'pending' GROUP BY consumer_id"
+    )
+
+
+def next_due_at(db: Db, consumer_ids: Sequence[str]) -> int | None:
+    if not consumer_ids:
+        return None
+    marks = ", ".join("?" for _ in consumer_ids)
+    value = db.scalar(
+        f"SELECT MIN(next_attempt_at) AS due FROM transactions WHERE state = 'pending'"
+        f" AND consumer_id IN ({marks})",
+        list(consumer_ids),
+    )
+    return int(value) if value is not None else None
