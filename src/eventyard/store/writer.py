@@ -7,6 +7,9 @@ resolves each op's future. A request therefore answers after the commit that con
 write — never before, and never much after — and concurrent requests share the cost of the
 commit's fsync.
 
+Results go back to asyncio callers through one `call_soon_threadsafe` per group and event
+loop, not one per op: waking the loop is a large part of a small write's cost.
+
 If any op in a group raises, the group is rolled back and each op is run again in a
 transaction of its own, so one bad op cannot fail its neighbours: ops must therefore be
 re-runnable (they are plain SQL over the connection they are given).
@@ -20,7 +23,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from eventyard.store.db import Db
@@ -35,7 +38,10 @@ _STOP = object()
 class _Op:
     fn: Callable[[Db], Any]
     weight: int
-    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+    # Exactly one of these: a thread-safe future (`submit`) or an asyncio one (`write`).
+    future: concurrent.futures.Future[Any] | None = None
+    afuture: asyncio.Future[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 @dataclass
@@ -67,12 +73,17 @@ class GroupCommitWriter:
             self._db = None
 
     def submit(self, fn: Callable[[Db], T], weight: int = 1) -> concurrent.futures.Future[T]:
-        op = _Op(fn, weight)
-        self._queue.put(op)
-        return op.future
+        """Queue a write from any thread; the returned future settles after its commit."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put(_Op(fn, weight, future=future))
+        return future
 
     async def write(self, fn: Callable[[Db], T], weight: int = 1) -> T:
-        return await asyncio.wrap_future(self.submit(fn, weight))
+        """Queue a write and wait, in the event loop, for the commit that holds it."""
+        loop = asyncio.get_running_loop()
+        afuture: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Op(fn, weight, afuture=afuture, loop=loop))
+        return await afuture
 
     def _run(self) -> None:
         while True:
@@ -109,19 +120,14 @@ class GroupCommitWriter:
             db.commit()
         except Exception:
             self._rollback_quietly()
-            if len(group) == 1:
-                self._run_alone(group[0])
-            else:
-                for op in group:
-                    self._run_alone(op)
+            _settle([self._run_alone(op) for op in group])
             return
         self.stats.commits += 1
         self.stats.ops += len(group)
         self.stats.largest_group = max(self.stats.largest_group, len(group))
-        for op, result in zip(group, results, strict=True):
-            op.future.set_result(result)
+        _settle([(op, result, None) for op, result in zip(group, results, strict=True)])
 
-    def _run_alone(self, op: _Op) -> None:
+    def _run_alone(self, op: _Op) -> tuple[_Op, Any, BaseException | None]:
         try:
             db = self._ensure_db()
             db.begin()
@@ -129,11 +135,10 @@ class GroupCommitWriter:
             db.commit()
         except Exception as exc:
             self._rollback_quietly()
-            op.future.set_exception(exc)
-            return
+            return op, None, exc
         self.stats.commits += 1
         self.stats.ops += 1
-        op.future.set_result(result)
+        return op, result, None
 
     def _rollback_quietly(self) -> None:
         if self._db is None:
@@ -149,3 +154,33 @@ class GroupCommitWriter:
             except Exception:
                 logger.debug("closing a broken connection failed", exc_info=True)
             self._db = None
+
+
+def _settle(outcomes: list[tuple[_Op, Any, BaseException | None]]) -> None:
+    """Hand each op its result or error: directly, or in one loop callback per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op, Any, BaseException | None]]] = {}
+    for outcome in outcomes:
+        op, result, exc = outcome
+        if op.future is not None:
+            if exc is None:
+                op.future.set_result(result)
+            else:
+                op.future.set_exception(exc)
+        elif op.loop is not None:
+            by_loop.setdefault(op.loop, []).append(outcome)
+    for loop, batch in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_in_loop, batch)
+        except RuntimeError:  # the loop has closed: nobody is waiting any more
+            logger.debug("dropping %d results for a closed event loop", len(batch))
+
+
+def _settle_in_loop(batch: list[tuple[_Op, Any, BaseException | None]]) -> None:
+    for op, result, exc in batch:
+        future = op.afuture
+        if future is None or future.done():  # done: the waiter was cancelled
+            continue
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
