@@ -31,6 +31,7 @@ PUBLIC_ROUTES = {
     ("GET", "/readyz"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
+    ("GET", "/metrics"),  # Prometheus scrapes without a key (DESIGN.md section 3)
 }
 
 EVENT_MARKER = "A-LIVE-PAYLOAD-MARKER"
@@ -70,6 +71,20 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/v1/project"): Case(200, 200),
     ("PATCH", "/v1/project"): Case(200, 200, body={"mode": "strict"}),
     ("DELETE", "/v1/users/{user_id}"): Case(200, 200),
+    ("POST", "/v1/consumers"): Case(201, 201, body={"name": "probe", "kind": "pull"}),
+    ("GET", "/v1/consumers"): Case(200, 200),
+    ("GET", "/v1/consumers/{consumer_id}"): Case(404, 404),
+    ("PATCH", "/v1/consumers/{consumer_id}"): Case(404, 404, body={"name": "Renamed"}),
+    ("DELETE", "/v1/consumers/{consumer_id}"): Case(404, 404),
+    ("POST", "/v1/consumers/{consumer_id}/pause"): Case(404, 404),
+    ("POST", "/v1/consumers/{consumer_id}/resume"): Case(404, 404),
+    ("POST", "/v1/consumers/{consumer_id}/rotate-secret"): Case(404, 404),
+    ("POST", "/v1/consumers/{consumer_id}/replay"): Case(404, 404, body={"since": 0}),
+    ("POST", "/v1/consumers/{consumer_id}/claim"): Case(404, 404, body={}),
+    ("GET", "/v1/consumers/{consumer_id}/transactions"): Case(404, 404),
+    ("GET", "/v1/transactions/{transaction_id}"): Case(404, 404),
+    ("PATCH", "/v1/transactions/{transaction_id}"): Case(404, 404, body={"state": "finished"}),
+    ("POST", "/v1/transactions/{transaction_id}/retry"): Case(404, 404),
 }
 
 KEYED_ROUTES = [r for r in all_routes() if r.scope is not PUBLIC]
@@ -84,6 +99,8 @@ class World:
     key_id: str
     key_prefix: str
     trigger: dict[str, Any]
+    consumer_id: str
+    transaction_id: str
 
     def params(self) -> dict[str, str]:
         return {
@@ -91,10 +108,19 @@ class World:
             "trigger_id": TRIGGER_ID,
             "key_id": self.key_id,
             "user_id": USER_ID,
+            "consumer_id": self.consumer_id,
+            "transaction_id": self.transaction_id,
         }
 
     def live_markers(self) -> list[str]:
-        return [self.event_id, self.key_id, self.key_prefix, EVENT_MARKER]
+        return [
+            self.event_id,
+            self.key_id,
+            self.key_prefix,
+            self.consumer_id,
+            self.transaction_id,
+            EVENT_MARKER,
+        ]
 
     def project_markers(self) -> list[str]:
         return [self.a.project_id, self.trigger["uuid"], TRIGGER_MARKER]
@@ -106,10 +132,17 @@ async def world(api: Api, other_api: Api) -> World:
         "/v1/triggers", {"name": "A secret", "id": TRIGGER_ID, "description": TRIGGER_MARKER}
     )
     assert made.status_code == 201, made.text
+    consumer = await api.post(
+        "/v1/consumers", {"name": "A puller", "kind": "pull"}, key=api.live_key
+    )
+    assert consumer.status_code == 201, consumer.text
+    consumer_id = consumer.json()["id"]
     sent = await api.send(TRIGGER_ID, USER_ID, key=api.live_key, payload={"m": EVENT_MARKER})
     assert sent.status_code == 201, sent.text
     key = await api.post("/v1/keys", {"scopes": ["read"], "name": "live reader"}, key=api.live_key)
     assert key.status_code == 201, key.text
+    txns = await api.get(f"/v1/consumers/{consumer_id}/transactions", key=api.live_key)
+    assert len(txns.json()["data"]) == 1, txns.text
     return World(
         a=api,
         b=other_api,
@@ -117,6 +150,8 @@ async def world(api: Api, other_api: Api) -> World:
         key_id=key.json()["id"],
         key_prefix=key.json()["prefix"],
         trigger=made.json(),
+        consumer_id=consumer_id,
+        transaction_id=txns.json()["data"][0]["id"],
     )
 
 
@@ -169,13 +204,19 @@ async def test_no_route_crosses_a_project_or_environment(
         assert response.json()["code"] == "unauthenticated"
     if expected == 404:
         # The refusal must not tell "exists elsewhere" from "does not exist at all".
-        made_up = {**world.params(), "event_id": new_id("evt"), "key_id": new_id("key")}
-        made_up["trigger_id"] = "no_such_trigger"
+        made_up = {
+            **world.params(),
+            "event_id": new_id("evt"),
+            "key_id": new_id("key"),
+            "consumer_id": new_id("con"),
+            "transaction_id": new_id("txn"),
+            "trigger_id": "no_such_trigger",
+        }
         unknown = await world.a.client.request(
             route.method, fill(route.path, made_up), headers=headers, json=case.body
         )
         assert unknown.status_code == 404
-        hide = {world.params()[k]: made_up[k] for k in ("event_id", "key_id", "trigger_id")}
+        hide = {world.params()[k]: v for k, v in made_up.items() if k != "user_id"}
         seen = response.text
         for real, fake in hide.items():
             seen = seen.replace(real, fake)
@@ -193,6 +234,13 @@ async def assert_a_live_untouched(world: World, *, others: bool) -> None:
     key = await a.get(f"/v1/keys/{world.key_id}", key=live)
     assert key.status_code == 200
     assert key.json()["revoked"] is False
+    consumer = await a.get(f"/v1/consumers/{world.consumer_id}", key=live)
+    assert consumer.status_code == 200
+    assert (consumer.json()["name"], consumer.json()["state"]) == ("A puller", "enabled")
+    txns = await a.get(f"/v1/consumers/{world.consumer_id}/transactions", key=live)
+    assert [(t["id"], t["state"]) for t in txns.json()["data"]] == [
+        (world.transaction_id, "pending")
+    ]
     if not others:
         return
     trigger = await a.get(f"/v1/triggers/{TRIGGER_ID}", key=live)
