@@ -194,6 +194,9 @@ class DeliveryWorker:
 
     async def _sleep_until_work(self) -> None:
         """Sleep until new work, a retry falling due, a freed slot, or a second at most."""
+        # Cleared before looking, not after: a slot freed while we read the database must
+        # still wake us (its consumer may have been left out of `open_` as full).
+        self._slot_freed.clear()
         limit = self._settings.consumer_concurrency
         enabled = await self._store.read(consumer_sql.webhook_consumers_to_deliver)
         # A consumer with no free slot cannot start anything, however much is due for it.
@@ -204,7 +207,6 @@ class DeliveryWorker:
             wait = min(wait, max(0.0, (due - self._clock.now_us()) / 1_000_000))
         if wait <= 0:
             return
-        self._slot_freed.clear()
         pulse = asyncio.ensure_future(self._notifier.wait(wait))
         freed = asyncio.ensure_future(self._slot_freed.wait())
         _, pending = await asyncio.wait(

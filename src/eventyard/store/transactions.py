@@ -380,11 +380,18 @@ def oldest_pending(db: Db) -> list[Row]:
 
 
 def next_due_at(db: Db, consumer_ids: Sequence[str]) -> int | None:
+    """When the next of these consumers' deliveries can be claimed.
+
+    A leased delivery (an attempt in flight) is claimable only once its lease runs out, not
+    at its past `next_attempt_at`: counting that would have the worker wake at once, again
+    and again, for as long as the attempt lasts.
+    """
     if not consumer_ids:
         return None
     marks = ", ".join("?" for _ in consumer_ids)
     value = db.scalar(
-        f"SELECT MIN(next_attempt_at) AS due FROM transactions WHERE state = 'pending'"
+        "SELECT MIN(CASE WHEN lease_expires_at > next_attempt_at THEN lease_expires_at"
+        " ELSE next_attempt_at END) AS due FROM transactions WHERE state = 'pending'"
         f" AND consumer_id IN ({marks})",
         list(consumer_ids),
     )
