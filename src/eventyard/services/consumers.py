@@ -237,8 +237,8 @@ class ConsumerService:
 
     async def delete(self, principal: Principal, consumer_id: str) -> Consumer:
         consumer = await self.get(principal, consumer_id)
-        now = self._clock.now_us()
-        await self._store.write(lambda db: consumer_sql.delete_consumer(db, consumer.id, now))
+        now, by = self._clock.now_us(), principal.key.id
+        await self._store.write(lambda db: consumer_sql.delete_consumer(db, consumer.id, now, by))
         return consumer
 
     async def rotate_secret(

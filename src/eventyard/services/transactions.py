@@ -140,11 +140,18 @@ class TransactionService:
         now = self._clock.now_us()
         lease_until = now + lease_seconds * 1_000_000 if state == TxState.PROCESSING else None
         kwargs: dict[str, Any] = {"output": output} if "output" in body else {}
-        await self._store.write(
+        changed = await self._store.write(
             lambda db: txn_sql.set_state(
                 db, txn, state, now=now, by=by, lease_until=lease_until, **kwargs
             )
         )
+        if not changed:  # another report (or a lease expiry) got there first
+            current = await self.get(principal, txn_id)
+            error = TransactionClosed if current.state in TERMINAL_STATES else Conflict
+            raise error(
+                f"The transaction changed while this report was made: it is now "
+                f"{current.state}, not {txn.state}. Read it again before reporting."
+            )
         if state == TxState.PENDING:
             self._notifier.pulse()
         return await self.get(principal, txn_id)

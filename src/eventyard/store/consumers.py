@@ -14,6 +14,7 @@ from eventyard.domain.models import (
     Environment,
 )
 from eventyard.store.db import Db, Row
+from eventyard.store.transactions import add_history
 
 _COLUMNS = (
     "id, project_id, environment, name, kind, url, secret, previous_secret,"
@@ -135,16 +136,23 @@ def webhook_consumers_to_deliver(db: Db) -> list[Consumer]:
     return [consumer_from_row(r) for r in rows]
 
 
-def delete_consumer(db: Db, consumer_id: str, now: int) -> None:
+def delete_consumer(db: Db, consumer_id: str, now: int, by: str) -> None:
     db.execute(
         "UPDATE consumers SET deleted_at = ?, updated_at = ? WHERE id = ?", (now, now, consumer_id)
     )
-    # Its open transactions will never be worked on: close them, keeping the record.
+    # Its open transactions will never be worked on: close them, keeping the record, and
+    # log the step in each one's history like any other change of state.
+    open_ = db.all(
+        "SELECT id, state FROM transactions"
+        " WHERE consumer_id = ? AND state NOT IN ('finished', 'failed')",
+        (consumer_id,),
+    )
     db.execute(
         "UPDATE transactions SET state = 'failed', lease_expires_at = NULL, updated_at = ?"
         " WHERE consumer_id = ? AND state NOT IN ('finished', 'failed')",
         (now, consumer_id),
     )
+    add_history(db, ((r["id"], r["state"], "failed", now, by) for r in open_))
 
 
 def mark_failing(db: Db, consumer_id: str, now: int, disable_after_us: int) -> bool:

@@ -11,6 +11,7 @@ Every change of state appends a row to `transaction_history`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -182,7 +183,7 @@ def list_transactions(
         f"SELECT {_COLUMNS} FROM transactions WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
         [*params, limit],
     )
-    return [_transaction(r) for r in rows]
+    return _with_details(db, rows)
 
 
 def _events_by_id(db: Db, event_ids: Sequence[str]) -> dict[str, Event]:
@@ -244,7 +245,12 @@ def claim_pending(
         limit,
     )
     add_history(db, ((t.id, "pending", "processing", now, by) for t, _ in claimed))
-    return claimed
+    # Answer with each one's history (and attempts), as reading it would show it.
+    history, attempts = _details(db, [t.id for t, _ in claimed])
+    return [
+        (replace(t, history=tuple(history[t.id]), delivery_attempts=tuple(attempts[t.id])), e)
+        for t, e in claimed
+    ]
 
 
 def record_attempt(
@@ -299,8 +305,12 @@ def set_state(
     by: str,
     output: Any = _UNSET,
     lease_until: int | None = None,
-) -> None:
-    """Move a transaction to `state` (recording output, if given) and log the step."""
+) -> bool:
+    """Move a transaction to `state` (recording output, if given) and log the step.
+
+    Only from the state `txn` was read in: returns False (and changes nothing) when another
+    report, a lease expiry or an operator changed it meanwhile.
+    """
     sets = ["state = ?", "updated_at = ?", "lease_expires_at = ?"]
     params: list[Any] = [state, now, lease_until]
     if state == "pending":
@@ -309,9 +319,15 @@ def set_state(
     if output is not _UNSET:
         sets.append("output = ?")
         params.append(orjson.dumps(output).decode() if output is not None else None)
-    db.execute(f"UPDATE transactions SET {', '.join(sets)} WHERE id = ?", [*params, txn.id])
+    cursor = db.execute(
+        f"UPDATE transactions SET {', '.join(sets)} WHERE id = ? AND state = ?",
+        [*params, txn.id, txn.state],
+    )
+    if cursor.rowcount != 1:
+        return False
     if state != txn.state:
         add_history(db, [(txn.id, txn.state, state, now, by)])
+    return True
 
 
 def retry(db: Db, txn: Transaction, now: int, by: str) -> None:
