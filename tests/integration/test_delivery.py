@@ -300,6 +300,37 @@ async def test_a_hanging_endpoint_does_not_hold_up_another_consumer(
                 await running
 
 
+async def test_slow_endpoints_filling_the_worker_do_not_starve_a_fast_one(
+    store: Store, settings: Settings
+) -> None:
+    # Two hanging consumers could fill all four of the worker's slots between them; the
+    # fast one, created last (its id sorts last), must still get its turn at once.
+    async with (
+        open_world(
+            store, settings, clock=SystemClock(), consumer_concurrency=2, worker_concurrency=4
+        ) as world,
+        Receiver(default=Reply(hang=True)) as slow,
+        Receiver() as fast,
+    ):
+        await world.hook(slow.url("/slow-1"), name="slow-1", timeout_seconds=10)
+        await world.hook(slow.url("/slow-2"), name="slow-2", timeout_seconds=10)
+        await world.hook(fast.url("/fast"), name="fast")
+        running = asyncio.create_task(world.worker.run())
+        try:
+            started = time.monotonic()
+            sent = [await world.send(user_id=f"u{i}") for i in range(10)]
+            arrived = await fast.wait_for(10, within=5)
+            elapsed = time.monotonic() - started
+            assert elapsed < 3, f"the fast consumer's 10 deliveries took {elapsed:.1f} s"
+            assert sorted(delivered_id(r) for r in arrived) == sorted(sent)
+            assert len(slow.requests) <= 3  # four slots: the fast consumer keeps one
+        finally:
+            await world.worker.stop(grace_seconds=0)
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+
+
 async def test_an_attempt_in_flight_does_not_keep_the_worker_busy(
     store: Store, settings: Settings
 ) -> None:

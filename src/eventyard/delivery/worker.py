@@ -74,31 +74,45 @@ class DeliveryWorker:
     # --- one round ---------------------------------------------------------------------------
 
     async def run_once(self) -> int:
-        """Claim what is due and start sending it; the number of attempts started."""
+        """Claim what is due and start sending it; the number of attempts started.
+
+        The worker's free slots go first as a fair share to each consumer, least busy first,
+        then what is left to those that had more due: slow endpoints filling the worker
+        never leave a consumer with work waiting for one of their attempts to end.
+        """
         consumers = await self._store.read(consumer_sql.webhook_consumers_to_deliver)
+        consumers.sort(key=lambda c: self._inflight.get(c.id, 0))  # stable: then by id
         free_total = self._settings.worker_concurrency - sum(self._inflight.values())
+        share = max(1, free_total // max(1, len(consumers)))
         started = 0
+        wanting_more: list[Consumer] = []
         for consumer in consumers:
-            free = min(
-                self._settings.consumer_concurrency - self._inflight.get(consumer.id, 0),
-                free_total - started,
-            )
-            if free <= 0:
-                continue
-            now = self._clock.now_us()
-            claimed = await self._store.write(
-                functools.partial(
-                    txn_sql.claim_due_webhooks,
-                    consumer_id=consumer.id,
-                    now=now,
-                    lease_until=now + self._timeout_us(consumer) + LEASE_MARGIN_US,
-                    limit=free,
-                )
-            )
-            for txn, event in claimed:
-                self._start(consumer, txn, event)
-            started += len(claimed)
+            claimed = await self._claim(consumer, min(share, free_total - started))
+            started += claimed
+            if claimed == share:
+                wanting_more.append(consumer)
+        for consumer in wanting_more:
+            started += await self._claim(consumer, free_total - started)
         return started
+
+    async def _claim(self, consumer: Consumer, limit: int) -> int:
+        """Lease up to `limit` of a consumer's due deliveries (within its own slots); start them."""
+        free = min(self._settings.consumer_concurrency - self._inflight.get(consumer.id, 0), limit)
+        if free <= 0:
+            return 0
+        now = self._clock.now_us()
+        claimed = await self._store.write(
+            functools.partial(
+                txn_sql.claim_due_webhooks,
+                consumer_id=consumer.id,
+                now=now,
+                lease_until=now + self._timeout_us(consumer) + LEASE_MARGIN_US,
+                limit=free,
+            )
+        )
+        for txn, event in claimed:
+            self._start(consumer, txn, event)
+        return len(claimed)
 
     def _start(self, consumer: Consumer, txn: Transaction, event: Event) -> None:
         self._inflight[consumer.id] = self._inflight.get(consumer.id, 0) + 1
