@@ -85,6 +85,19 @@ async def test_a_consumer_retry_schedule_replaces_the_default(world: World) -> N
         assert [a["status_code"] for a in txn["delivery_attempts"]] == [502, 502, 502]
 
 
+async def test_a_schedule_starting_with_a_delay_holds_back_the_first_attempt(
+    world: World,
+) -> None:
+    async with Receiver() as receiver:
+        hook = await world.hook(receiver.url("/hook"), retry_schedule=[30, 60])
+        event_id = await world.send()
+        assert await world.deliver() == 0  # not at once: the schedule starts with 30 s
+        assert await world.advance(29) == 0
+        assert await world.advance(1.1) == 1
+        txn = await world.transaction(hook["id"], event_id)
+        assert txn["state"] == "finished"
+
+
 async def test_retry_after_sets_the_next_attempt(world: World) -> None:
     async with Receiver() as receiver:
         receiver.enqueue(Reply(503, headers={"retry-after": "120"}))

@@ -117,6 +117,31 @@ async def test_same_header_key_and_body_gives_200_with_the_original(api: Api) ->
     assert len(await listed(api)) == 1
 
 
+async def test_a_unicode_header_key_is_the_same_key_as_in_the_body(api: Api) -> None:
+    key = "commande-é-日本"
+    body = {"trigger": "signup", "user_id": "u1", "payload": {"plan": "pro"}}
+    first = await api.post(
+        "/v1/events",
+        body,
+        headers={"Idempotency-Key": key.encode()},  # raw UTF-8 bytes
+    )
+    assert first.status_code == 201, first.text
+    assert first.json()["idempotency_key"] == key
+    again = await api.post("/v1/events", {**body, "idempotency_key": key})
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+
+
+async def test_one_instant_written_two_ways_is_the_same_body(api: Api) -> None:
+    first = await api.send("signup", "u1", timestamp="2026-01-02T03:04:05Z", idempotency_key="k")
+    again = await api.send(
+        "signup", "u1", timestamp="2026-01-02T05:04:05+02:00", idempotency_key="k"
+    )
+    assert first.status_code == 201, first.text
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+
+
 async def test_a_body_key_and_the_same_header_key_are_one_key(api: Api) -> None:
     first = await api.send("signup", "u1", idempotency_key="k-1")
     again = await api.post(

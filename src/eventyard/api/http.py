@@ -51,6 +51,16 @@ class Request:
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
 
+    def utf8_header(self, name: str) -> str | None:
+        """A header whose value is text a client chose (an idempotency key), read as UTF-8."""
+        value = self.headers.get(name)
+        if value is None:
+            return None
+        try:
+            return value.encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequest(f"The {name} header is not valid UTF-8.") from None
+
     @property
     def query(self) -> list[tuple[str, str]]:
         if self._query is None:

@@ -199,7 +199,8 @@ class IngestService:
             payload_json=payload_json,
             timestamp=timestamp,
             idempotency_key=key,
-            body_hash=body_hash(trigger, user_id, payload, raw_time) if key else None,
+            # The parsed time, so `…Z` and `…+00:00` for one instant are the same body.
+            body_hash=body_hash(trigger, user_id, payload, timestamp) if key else None,
             source=source,
         )
         return draft, [], ""
@@ -247,6 +248,7 @@ class IngestService:
         project_id, env = principal.project_id, principal.environment
         window = self._settings.idempotency_window_seconds * 1_000_000
         by = principal.key.id
+        first_delay = self._settings.default_retry_schedule[0] * 1_000_000
         written = await self._store.write(
             lambda db: insert_events(
                 db,
@@ -256,6 +258,7 @@ class IngestService:
                 new_triggers=new_triggers,
                 idempotency_window_us=window,
                 by=by,
+                first_delay_us=first_delay,
             ),
             weight=len(new_events),
         )

@@ -96,7 +96,7 @@ class TransactionService:
             for k in sorted(set(body) - {"state", "output", "lease_seconds"})
         ]
         state = body.get("state")
-        if not isinstance(state, str) or not STATE_NAME.match(state):
+        if not isinstance(state, str) or not STATE_NAME.fullmatch(state):
             errors.append(
                 FieldError(
                     "$.state",

@@ -71,7 +71,26 @@ def _values(c: Consumer) -> tuple[Any, ...]:
     )
 
 
+# Ingest reads the consumer list inside each event's transaction. On PostgreSQL, with several
+# processes, a consumer committed while an ingest transaction is between its read and its
+# commit would miss that event; so ingest holds this lock shared from the read to its commit
+# and every change to the consumer list holds it exclusively. On SQLite the single writer
+# already serializes the two.
+_CONSUMER_LIST_LOCK = 7_303_755_002
+
+
+def lock_for_reading_list(db: Db) -> None:
+    if db.backend == "postgres":
+        db.execute("SELECT pg_advisory_xact_lock_shared(?)", (_CONSUMER_LIST_LOCK,))
+
+
+def _lock_for_changing_list(db: Db) -> None:
+    if db.backend == "postgres":
+        db.execute("SELECT pg_advisory_xact_lock(?)", (_CONSUMER_LIST_LOCK,))
+
+
 def insert_consumer(db: Db, c: Consumer) -> None:
+    _lock_for_changing_list(db)
     db.execute(
         "INSERT INTO consumers (id, project_id, environment, kind, created_at, name, url, secret,"
         " previous_secret, previous_secret_expires_at, retry_schedule, timeout_ms, triggers,"
@@ -82,6 +101,7 @@ def insert_consumer(db: Db, c: Consumer) -> None:
 
 
 def update_consumer(db: Db, c: Consumer) -> None:
+    _lock_for_changing_list(db)
     db.execute(
         "UPDATE consumers SET name = ?, url = ?, secret = ?, previous_secret = ?,"
         " previous_secret_expires_at = ?, retry_schedule = ?, timeout_ms = ?, triggers = ?,"
@@ -124,6 +144,7 @@ def list_consumers(db: Db, project_id: str, environment: Environment) -> list[Co
 
 def consumers_taking_events(db: Db, project_id: str, environment: Environment) -> list[Consumer]:
     """The consumers a new event of this project and environment makes transactions for."""
+    lock_for_reading_list(db)
     return [c for c in list_consumers(db, project_id, environment) if c.receives_transactions]
 
 
@@ -137,6 +158,7 @@ def webhook_consumers_to_deliver(db: Db) -> list[Consumer]:
 
 
 def delete_consumer(db: Db, consumer_id: str, now: int, by: str) -> None:
+    _lock_for_changing_list(db)
     db.execute(
         "UPDATE consumers SET deleted_at = ?, updated_at = ? WHERE id = ?", (now, now, consumer_id)
     )

@@ -77,6 +77,7 @@ def insert_events(
     new_triggers: Sequence[Trigger],
     idempotency_window_us: int,
     by: str,
+    first_delay_us: int = 0,
 ) -> Written:
     """Store `items` in order, honouring idempotency keys; one result per item.
 
@@ -129,7 +130,14 @@ def insert_events(
         if consumers:
             now = items[0].received_at
             created = create_for_events(
-                db, project_id, environment, [(r[0], r[3]) for r in rows], consumers, now, by
+                db,
+                project_id,
+                environment,
+                [(r[0], r[3]) for r in rows],
+                consumers,
+                now,
+                by,
+                default_first_delay_us=first_delay_us,
             )
             if created and db.backend == "postgres":
                 db.execute("NOTIFY eventyard_transactions")  # delivered at commit

@@ -75,11 +75,18 @@ def create_for_events(
     consumers: Sequence[Consumer],
     now: int,
     by: str,
+    default_first_delay_us: int = 0,
 ) -> int:
-    """A pending transaction for each (event id, trigger) and matching consumer; their count."""
+    """A pending transaction for each (event id, trigger) and matching consumer; their count.
+
+    A webhook transaction is first due after its schedule's first delay: the consumer's own
+    schedule, else the server's (`default_first_delay_us`).
+    """
     rows: list[tuple[Any, ...]] = []
-    for event_id, trigger in events:
-        for consumer in consumers:
+    for consumer in consumers:
+        schedule = consumer.retry_schedule
+        due = now + (schedule[0] * 1_000_000 if schedule else default_first_delay_us)
+        for event_id, trigger in events:
             if consumer.wants(trigger):
                 rows.append(
                     (
@@ -89,7 +96,7 @@ def create_for_events(
                         consumer.id,
                         event_id,
                         "pending",
-                        now,
+                        due,
                         now,
                         now,
                     )

@@ -59,7 +59,7 @@ def _answer(result: ItemResult) -> Response:
 async def send_event(req: Request, ctx: Context) -> Response:
     body = await read_object(req, ctx)
     results = await ctx.services.ingest.ingest(
-        ctx.principal, [body], source=SOURCE, header_key=req.header("idempotency-key")
+        ctx.principal, [body], source=SOURCE, header_key=req.utf8_header("idempotency-key")
     )
     return _answer(results[0])
 
@@ -91,7 +91,7 @@ async def send_event_for_user(req: Request, ctx: Context) -> Response:
         raise ValidationFailed("The body repeats what the path says.", errors=clashes)
     item = {**body, "trigger": req.path_params["trigger_id"], "user_id": req.path_params["user_id"]}
     results = await ctx.services.ingest.ingest(
-        ctx.principal, [item], source=SOURCE, header_key=req.header("idempotency-key")
+        ctx.principal, [item], source=SOURCE, header_key=req.utf8_header("idempotency-key")
     )
     return _answer(results[0])
 
@@ -248,6 +248,8 @@ async def list_events(req: Request, ctx: Context) -> Response:
     )
     if query.consumer_state is not None and query.consumer is None:
         raise InvalidRequest("The state filter needs a consumer: add consumer=<consumer id>.")
+    if query.consumer is not None:
+        await ctx.services.consumers.get(ctx.principal, query.consumer)  # 404 if not ours
     page = await ctx.services.events.list(ctx.principal, query)
     return json_response(
         {"data": [event_json(e) for e in page.events], "next_cursor": page.next_cursor}
