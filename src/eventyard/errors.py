@@ -8,8 +8,25 @@ limit or the expectation was, and what was found instead.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def json_path(base: str, *parts: str | int) -> str:
+    """`json_path("$.payload", "a b", 0)` → `$.payload["a b"][0]`."""
+    out = base
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _IDENTIFIER.fullmatch(part):
+            out += f".{part}"
+        else:
+            escaped = part.replace("\\", "\\\\").replace('"', '\\"')
+            out += f'["{escaped}"]'
+    return out
 
 
 @dataclass(frozen=True)
@@ -151,3 +168,19 @@ class ServiceUnavailable(EventyardError):
     code = "unavailable"
     status = 503
     title = "Service unavailable"
+
+
+def unknown_fields(body: dict[str, Any], allowed: set[str], base: str = "$") -> list[FieldError]:
+    """One error per field of `body` outside `allowed`, each naming the fields allowed.
+
+    Unknown fields are refused rather than ignored, so a misspelt field never silently loses
+    what the client meant to send.
+    """
+    if set(body) <= allowed:
+        return []
+    known = ", ".join(sorted(allowed))
+    return [
+        FieldError(json_path(base, name), f"is not a known field; the known fields are {known}")
+        for name in body
+        if name not in allowed
+    ]

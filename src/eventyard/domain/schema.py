@@ -24,7 +24,7 @@ import jsonschema
 import jsonschema.exceptions
 
 from eventyard.domain.timeparse import TimeParseError, parse_iso, type_name
-from eventyard.errors import FieldError
+from eventyard.errors import FieldError, json_path
 
 PayloadValidator = Callable[[dict[str, Any], str], list[FieldError]]
 
@@ -44,20 +44,6 @@ class AttributeType(StrEnum):
     EMAIL = "email"
     ARRAY = "array"
     OBJECT = "object"
-
-
-def json_path(base: str, *parts: str | int) -> str:
-    """`json_path("$.payload", "a b", 0)` → `$.payload["a b"][0]`."""
-    out = base
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _IDENTIFIER.fullmatch(part):
-            out += f".{part}"
-        else:
-            escaped = part.replace("\\", "\\\\").replace('"', '\\"')
-            out += f'["{escaped}"]'
-    return out
 
 
 # --- checking a schema definition (on trigger create/update) -------------------------------

@@ -29,7 +29,7 @@ from eventyard.domain.models import (
 from eventyard.domain.retry import schedule_problem
 from eventyard.domain.slugs import trigger_id_problem
 from eventyard.domain.timeparse import type_name
-from eventyard.errors import Conflict, FieldError, NotFound, ValidationFailed
+from eventyard.errors import Conflict, FieldError, NotFound, ValidationFailed, unknown_fields
 from eventyard.settings import Settings
 from eventyard.store import Store
 from eventyard.store import consumers as consumer_sql
@@ -48,14 +48,6 @@ _UPDATE_FIELDS = _CREATE_FIELDS - {"kind"}
 
 class ConsumerNotFound(NotFound):
     code = "consumer_not_found"
-
-
-def _unknown(body: dict[str, Any], allowed: set[str]) -> list[FieldError]:
-    known = ", ".join(sorted(allowed))
-    return [
-        FieldError(f"$.{k}", f"is not a known field; a consumer has {known}")
-        for k in sorted(set(body) - allowed)
-    ]
 
 
 class ConsumerService:
@@ -163,7 +155,7 @@ class ConsumerService:
         return out
 
     async def create(self, principal: Principal, body: dict[str, Any]) -> Consumer:
-        errors = _unknown(body, _CREATE_FIELDS)
+        errors = unknown_fields(body, _CREATE_FIELDS)
         try:
             kind = ConsumerKind(str(body.get("kind")))
         except ValueError:
@@ -210,7 +202,7 @@ class ConsumerService:
         self, principal: Principal, consumer_id: str, body: dict[str, Any]
     ) -> Consumer:
         current = await self.get(principal, consumer_id)
-        errors = _unknown(body, _UPDATE_FIELDS)
+        errors = unknown_fields(body, _UPDATE_FIELDS)
         fields = self._check(body, current.kind, errors)
         if errors:
             raise ValidationFailed("The consumer update is not valid.", errors=errors)

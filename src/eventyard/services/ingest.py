@@ -32,13 +32,14 @@ from eventyard.errors import (
     TriggerArchived,
     TriggerNotFound,
     ValidationFailed,
+    unknown_fields,
 )
 from eventyard.services.triggers import TriggerService, new_trigger
 from eventyard.settings import Settings
 from eventyard.store import Store
 from eventyard.store.events import NewEvent, Outcome, Stored, insert_events
 
-EVENT_FIELDS = frozenset({"trigger", "user_id", "payload", "timestamp", "idempotency_key"})
+EVENT_FIELDS = {"trigger", "user_id", "payload", "timestamp", "idempotency_key"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -50,6 +51,9 @@ class ItemResult:
     errors: list[FieldError] = field(default_factory=list)
     code: str = "validation_failed"  # for rejected items: what kind of problem
     status: int = 422
+
+    def reject(self, code: str, status: int, *errors: FieldError) -> None:
+        self.errors, self.code, self.status = list(errors), code, status
 
 
 @dataclass
@@ -113,15 +117,7 @@ class IngestService:
                 [FieldError(base, f"must be an object, got {type_name(item)}")],
                 ("validation_failed"),
             )
-        errors = [
-            FieldError(
-                f"{base}.{name}" if name.isidentifier() else f'{base}["{name}"]',
-                "is not a known field; an event has trigger, user_id, payload, timestamp "
-                "and idempotency_key",
-            )
-            for name in item
-            if name not in EVENT_FIELDS
-        ]
+        errors = unknown_fields(item, EVENT_FIELDS, base)
         trigger = item.get("trigger")
         if trigger is None:
             errors.append(FieldError(f"{base}.trigger", "is required: the trigger's id"))
@@ -233,9 +229,8 @@ class IngestService:
             else:
                 draft, errors, code = self.check_item(item, path, source, header_key)
                 if draft is None:
-                    results[index].errors = errors
-                    results[index].code = code
-                    results[index].status = 413 if code == "payload_too_large" else 422
+                    status = 413 if code == "payload_too_large" else 422
+                    results[index].reject(code, status, *errors)
                     continue
                 payload = item.get("payload") or {}
             checked.append(_Checked(index, draft, payload))
@@ -270,18 +265,16 @@ class IngestService:
         for c, outcome in zip(to_store, stored, strict=True):
             if outcome.outcome is Outcome.CONFLICT:
                 path = base if single else f"{base}[{c.index}]"
-                results[c.index].errors = [
+                results[c.index].reject(
+                    "idempotency_key_reused",
+                    409,
                     FieldError(
                         f"{path}.idempotency_key",
                         f"was already used for event {outcome.original_id} with a different "
                         "body; use a new key for a different event",
-                    )
-                ]
-                results[c.index].code = "idempotency_key_reused"
-                results[c.index].status = 409
-                results[c.index].stored = outcome
-            else:
-                results[c.index].stored = outcome
+                    ),
+                )
+            results[c.index].stored = outcome
         return results
 
     async def _check_triggers(
@@ -300,35 +293,35 @@ class IngestService:
             resolved = await self._triggers.resolve(project.id, c.draft.trigger)
             if resolved is None:
                 if project.mode is ProjectMode.STRICT:
-                    results[c.index].errors = [
+                    results[c.index].reject(
+                        "trigger_not_found",
+                        404,
                         FieldError(
                             f"{path}.trigger",
                             f"no trigger {c.draft.trigger!r} exists in this project, which is "
                             "strict: create the trigger first",
-                        )
-                    ]
-                    results[c.index].code = "trigger_not_found"
-                    results[c.index].status = 404
+                        ),
+                    )
                 elif c.draft.trigger not in new_triggers:
                     new_triggers[c.draft.trigger] = new_trigger(
                         project.id, c.draft.trigger, self._clock.now_us()
                     )
                 continue
             if resolved.trigger.archived_at is not None:
-                results[c.index].errors = [
+                results[c.index].reject(
+                    "trigger_archived",
+                    409,
                     FieldError(
                         f"{path}.trigger",
                         f"the trigger {c.draft.trigger!r} is archived; unarchive it to accept "
                         "events again",
-                    )
-                ]
-                results[c.index].code = "trigger_archived"
-                results[c.index].status = 409
+                    ),
+                )
                 continue
             payload = c.payload if c.payload is not None else orjson.loads(c.draft.payload_json)
             problems = resolved.validate(payload, f"{path}.payload")
             if problems:
-                results[c.index].errors = problems
+                results[c.index].reject("validation_failed", 422, *problems)
         return list(new_triggers.values())
 
 

@@ -23,7 +23,7 @@ from eventyard.domain.models import (
     Transaction,
     TxState,
 )
-from eventyard.errors import Conflict, FieldError, NotFound, ValidationFailed
+from eventyard.errors import Conflict, FieldError, NotFound, ValidationFailed, unknown_fields
 from eventyard.services.consumers import MAX_LEASE_SECONDS, ConsumerService
 from eventyard.settings import Settings
 from eventyard.store import Store
@@ -89,12 +89,7 @@ class TransactionService:
     async def report(
         self, principal: Principal, txn_id: str, body: dict[str, Any], by: str
     ) -> Transaction:
-        errors = [
-            FieldError(
-                f"$.{k}", "is not a known field; a report has state, output and lease_seconds"
-            )
-            for k in sorted(set(body) - {"state", "output", "lease_seconds"})
-        ]
+        errors = unknown_fields(body, {"state", "output", "lease_seconds"})
         state = body.get("state")
         if not isinstance(state, str) or not STATE_NAME.fullmatch(state):
             errors.append(

@@ -23,6 +23,7 @@ from eventyard.errors import (
     TriggerExists,
     TriggerNotFound,
     ValidationFailed,
+    unknown_fields,
 )
 from eventyard.services.ttlcache import TtlCache
 from eventyard.store import Store
@@ -67,14 +68,6 @@ _CREATE_FIELDS = {
     "additional_attributes",
 }
 _UPDATE_FIELDS = _CREATE_FIELDS - {"id", "type"} | {"archived"}
-
-
-def _unknown_fields(body: dict[str, Any], allowed: set[str]) -> list[FieldError]:
-    known = ", ".join(sorted(allowed))
-    return [
-        FieldError(f"$.{name}", f"is not a known field; the known fields are {known}")
-        for name in sorted(set(body) - allowed)
-    ]
 
 
 def new_trigger(project_id: str, trigger_id: str, now: int, name: str | None = None) -> Trigger:
@@ -135,7 +128,7 @@ class TriggerService:
     # --- management ------------------------------------------------------------------------
 
     async def create(self, project_id: str, body: dict[str, Any]) -> Trigger:
-        errors = _unknown_fields(body, _CREATE_FIELDS)
+        errors = unknown_fields(body, _CREATE_FIELDS)
         name = _text(body, "name", MAX_NAME, errors, nullable=False)
         if name is None or not name.strip():
             if not any(e.path == "$.name" for e in errors):
@@ -209,7 +202,7 @@ class TriggerService:
 
     async def update(self, project_id: str, trigger_id: str, body: dict[str, Any]) -> Trigger:
         current = await self.get(project_id, trigger_id)
-        errors = _unknown_fields(body, _UPDATE_FIELDS)
+        errors = unknown_fields(body, _UPDATE_FIELDS)
         changes: dict[str, Any] = {}
         if "name" in body:
             name = _text(body, "name", MAX_NAME, errors, nullable=False)

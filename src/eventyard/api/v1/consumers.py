@@ -11,7 +11,7 @@ from eventyard.api.schemas import AUTH_ERRORS, BODY_ERRORS, json_body, problem, 
 from eventyard.api.v1.bodies import read_object
 from eventyard.domain.models import ConsumerState, Scope
 from eventyard.domain.timeparse import TimeParseError, parse_event_time
-from eventyard.errors import FieldError, InvalidRequest, ValidationFailed
+from eventyard.errors import FieldError, InvalidRequest, ValidationFailed, unknown_fields
 from eventyard.services.consumers import MAX_CLAIM, MAX_LEASE_SECONDS, MAX_WAIT_SECONDS
 from eventyard.store import transactions as txn_sql
 from eventyard.views import consumer_json, event_json, transaction_json
@@ -160,11 +160,7 @@ def _int_field(
 )
 async def rotate_secret(req: Request, ctx: Context) -> Response:
     body = await read_object(req, ctx, empty_ok=True)
-    errors: list[FieldError] = [
-        FieldError(f"$.{k}", "is not a known field; send overlap_seconds")
-        for k in body
-        if k != "overlap_seconds"
-    ]
+    errors = unknown_fields(body, {"overlap_seconds"})
     overlap = None
     if "overlap_seconds" in body:
         overlap = _int_field(body, "overlap_seconds", 0, 0, 30 * 24 * 3600, errors)
@@ -205,11 +201,7 @@ async def rotate_secret(req: Request, ctx: Context) -> Response:
 )
 async def replay_consumer(req: Request, ctx: Context) -> Response:
     body = await read_object(req, ctx)
-    errors = [
-        FieldError(f"$.{k}", "is not a known field; send since and only_failed")
-        for k in body
-        if k not in {"since", "only_failed"}
-    ]
+    errors = unknown_fields(body, {"since", "only_failed"})
     since = 0
     try:
         since = parse_event_time(body.get("since"))
@@ -261,11 +253,7 @@ async def replay_consumer(req: Request, ctx: Context) -> Response:
 )
 async def claim(req: Request, ctx: Context) -> Response:
     body = await read_object(req, ctx, empty_ok=True)
-    errors = [
-        FieldError(f"$.{k}", "is not a known field; send limit, lease_seconds, wait_seconds")
-        for k in body
-        if k not in {"limit", "lease_seconds", "wait_seconds"}
-    ]
+    errors = unknown_fields(body, {"limit", "lease_seconds", "wait_seconds"})
     limit = _int_field(body, "limit", 10, 1, MAX_CLAIM, errors)
     lease = _int_field(body, "lease_seconds", 60, 1, MAX_LEASE_SECONDS, errors)
     wait = body.get("wait_seconds", 0)

@@ -16,6 +16,7 @@ from eventyard.errors import (
     FieldError,
     InvalidRequest,
     ValidationFailed,
+    unknown_fields,
 )
 from eventyard.services.events import DEFAULT_PAGE, MAX_PAGE, decode_cursor
 from eventyard.services.ingest import ItemResult, single_result_error
@@ -112,11 +113,7 @@ async def send_event_for_user(req: Request, ctx: Context) -> Response:
 async def send_batch(req: Request, ctx: Context) -> Response:
     body = await read_object(req, ctx)
     items = body.get("events")
-    unknown = [
-        FieldError(f"$.{k}", 'is not a known field; send {"events": [...]}')
-        for k in body
-        if k != "events"
-    ]
+    unknown = unknown_fields(body, {"events"})
     if not isinstance(items, list):
         raise ValidationFailed(
             'A batch is {"events": [...]}.',

@@ -12,7 +12,13 @@ from eventyard.api.routing import RouteTable
 from eventyard.api.schemas import AUTH_ERRORS, BODY_ERRORS, json_body, problem, ref
 from eventyard.api.v1.bodies import read_object
 from eventyard.domain.models import ApiKey, Principal, Scope
-from eventyard.errors import FieldError, InvalidRequest, KeyNotFound, ValidationFailed
+from eventyard.errors import (
+    FieldError,
+    InvalidRequest,
+    KeyNotFound,
+    ValidationFailed,
+    unknown_fields,
+)
 from eventyard.services.keys import parse_scopes
 from eventyard.views import key_json
 
@@ -43,11 +49,7 @@ def _own(principal: Principal, key: ApiKey) -> ApiKey:
 async def create_key(req: Request, ctx: Context) -> Response:
     body = await read_object(req, ctx)
     principal = ctx.principal
-    errors = [
-        FieldError(f"$.{k}", "is not a known field; a key has name, scopes and environment")
-        for k in body
-        if k not in {"name", "scopes", "environment"}
-    ]
+    errors = unknown_fields(body, {"name", "scopes", "environment"})
     name = body.get("name", "")
     if not isinstance(name, str) or len(name) > MAX_KEY_NAME:
         errors.append(

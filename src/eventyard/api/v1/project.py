@@ -8,7 +8,7 @@ from eventyard.api.routing import RouteTable
 from eventyard.api.schemas import AUTH_ERRORS, BODY_ERRORS, json_body, ref
 from eventyard.api.v1.bodies import read_object
 from eventyard.domain.models import ProjectMode, Scope
-from eventyard.errors import FieldError, ValidationFailed
+from eventyard.errors import FieldError, ValidationFailed, unknown_fields
 from eventyard.services import projects
 from eventyard.views import project_json
 
@@ -38,11 +38,7 @@ async def get_project(req: Request, ctx: Context) -> Response:
 )
 async def update_project(req: Request, ctx: Context) -> Response:
     body = await read_object(req, ctx)
-    errors = [
-        FieldError(f"$.{k}", "is not a known field; the project has mode")
-        for k in body
-        if k != "mode"
-    ]
+    errors = unknown_fields(body, {"mode"})
     mode_raw = body.get("mode")
     try:
         mode = ProjectMode(str(mode_raw))
