@@ -164,6 +164,14 @@ class BatchTooLarge(ValidationFailed):
     title = "Batch too large"
 
 
+class InternalError(EventyardError):
+    """Only for adapters' error shapes: the native API answers unknown errors itself."""
+
+    code = "internal_error"
+    status = 500
+    title = "Internal error"
+
+
 class ServiceUnavailable(EventyardError):
     code = "unavailable"
     status = 503

@@ -87,7 +87,9 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/v1/transactions/{transaction_id}/retry"): Case(404, 404),
 }
 
-KEYED_ROUTES = [r for r in all_routes() if r.scope is not PUBLIC]
+# Native routes, reached with `Authorization: Bearer`; each adapter's door is checked with
+# its own credentials in tests/adapters/.
+KEYED_ROUTES = [r for r in all_routes() if r.scope is not PUBLIC and r.path.startswith("/v1/")]
 CALLERS = ["no key", "A test admin", "B live admin", "B test admin"]
 
 

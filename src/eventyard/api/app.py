@@ -17,12 +17,13 @@ from typing import Any
 import psycopg
 
 from eventyard.api import health
+from eventyard.api.adapters import ADAPTERS
 from eventyard.api.context import Context
 from eventyard.api.errors import internal_error, problem_response
 from eventyard.api.http import Receive, Request, Response, Send
 from eventyard.api.routing import Route, Router, RouteTable
 from eventyard.api.v1 import consumers, events, keys, project, transactions, triggers, users
-from eventyard.errors import EventyardError, ServiceUnavailable
+from eventyard.errors import EventyardError, InternalError, ServiceUnavailable
 from eventyard.services.container import Services
 from eventyard.services.keys import require_scope
 
@@ -35,17 +36,9 @@ def all_routes() -> list[Route]:
     table = RouteTable()
     for module in (health, events, triggers, keys, project, users, consumers, transactions):
         table.extend(module.routes)
+    for adapter in ADAPTERS:
+        table.extend(adapter.routes)
     return table.routes
-
-
-def bearer_token(req: Request) -> str | None:
-    header = req.header("authorization")
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
 
 
 class EventyardApp:
@@ -89,33 +82,45 @@ class EventyardApp:
 
     async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         req = Request(scope, receive)
+        route: Route | None = None
         try:
-            response = await self._handle(req)
+            raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+            route, req.path_params = self.router.match(req.method, raw_path)
+            response = await self._handle(req, route)
         except EventyardError as exc:
-            response = problem_response(exc)
+            response = _render(route, exc)
         except _DB_DOWN as exc:
             logger.error("database unavailable: %s", exc)
-            response = problem_response(
+            response = _render(
+                route,
                 ServiceUnavailable(
                     "The database is not available right now; nothing was stored. "
                     "Retry after a few seconds.",
                     headers={"Retry-After": "5"},
-                )
+                ),
             )
         except Exception as exc:
-            response = internal_error(exc, f"{req.method} {scope.get('path')}")
+            where = f"{req.method} {scope.get('path')}"
+            if route is not None and route.render_error is not None:
+                logger.error("unhandled error in %s", where, exc_info=exc)
+                response = route.render_error(InternalError("Internal error"))
+            else:
+                response = internal_error(exc, where)
         await response.send(send)
 
-    async def _handle(self, req: Request) -> Response:
-        raw_path = req.scope.get("raw_path") or req.scope["path"].encode("utf-8")
-        route, params = self.router.match(req.method, raw_path)
-        req.path_params = params
+    async def _handle(self, req: Request, route: Route) -> Response:
         ctx = Context(self.services, routes=self.routes)
         if route.scope is not None:
-            principal = await self.services.keys.authenticate(bearer_token(req))
+            principal = await self.services.keys.authenticate(route.credentials(req))
             require_scope(principal, route.scope)
             ctx.principal_or_none = principal
         return await route.handler(req, ctx)
+
+
+def _render(route: Route | None, exc: EventyardError) -> Response:
+    if route is not None and route.render_error is not None:
+        return route.render_error(exc)
+    return problem_response(exc)
 
 
 def create_app(services: Services, **hooks: Any) -> EventyardApp:

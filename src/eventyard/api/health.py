@@ -9,7 +9,7 @@ from eventyard import __version__
 from eventyard.api.context import Context
 from eventyard.api.http import Request, Response, html_response, json_response
 from eventyard.api.routing import PUBLIC, Route, RouteTable
-from eventyard.api.schemas import COMPONENTS
+from eventyard.api.schemas import COMPONENTS, SECURITY_SCHEMES
 from eventyard.errors import ServiceUnavailable
 from eventyard.store.db import Db
 from eventyard.store.transactions import oldest_pending
@@ -73,7 +73,7 @@ def _route_section(route: Route) -> str:
 
 
 def _security(route: Route) -> list[dict[str, list[str]]]:
-    return [] if route.scope is None else [{"bearer": []}]
+    return [] if route.scope is None else [{route.security: []}]
 
 
 def build_openapi(routes_: list[Route]) -> dict[str, Any]:
@@ -115,13 +115,7 @@ def build_openapi(routes_: list[Route]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": COMPONENTS,
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "An API key: sk_live_... or sk_test_...",
-                }
-            },
+            "securitySchemes": SECURITY_SCHEMES,
         },
     }
 

@@ -15,14 +15,31 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from eventyard.domain.models import Scope
-from eventyard.errors import InvalidRequest, MethodNotAllowed, NotFound
+from eventyard.errors import EventyardError, InvalidRequest, MethodNotAllowed, NotFound
 
 if TYPE_CHECKING:
     from eventyard.api.context import Context
-    from eventyard.api.http import Request, Response
+    from eventyard.api.http import Response
+
+from eventyard.api.http import Request
 
 Handler = Callable[["Request", "Context"], Awaitable["Response"]]
+# Where a route finds the API key: the native API reads `Authorization: Bearer`; an adapter
+# reads the header its seed document names.
+Credentials = Callable[["Request"], str | None]
+# How a route answers an error: the native problem+json, or an adapter's documented shape.
+ErrorRenderer = Callable[[EventyardError], "Response"]
 PUBLIC = None
+
+
+def bearer_token(req: Request) -> str | None:
+    header = req.header("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,9 @@ class Route:
     query: tuple[dict[str, Any], ...] = ()
     include_in_schema: bool = True
     segments: tuple[str, ...] = ()
+    credentials: Credentials = bearer_token
+    render_error: ErrorRenderer | None = None  # None: problem+json
+    security: str = "bearer"  # the OpenAPI security scheme that describes `credentials`
 
     @property
     def operation_id(self) -> str:
@@ -60,6 +80,9 @@ class RouteTable:
         responses: dict[int, dict[str, Any]] | None = None,
         query: tuple[dict[str, Any], ...] = (),
         include_in_schema: bool = True,
+        credentials: Credentials = bearer_token,
+        render_error: ErrorRenderer | None = None,
+        security: str = "bearer",
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.routes.append(
@@ -75,6 +98,9 @@ class RouteTable:
                     query=query,
                     include_in_schema=include_in_schema,
                     segments=tuple(path.strip("/").split("/")),
+                    credentials=credentials,
+                    render_error=render_error,
+                    security=security,
                 )
             )
             return handler

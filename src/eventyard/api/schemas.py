@@ -419,6 +419,28 @@ COMPONENTS.update(
     }
 )
 
+# How each route's key is sent. Adapters add the header their seed document names.
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key: sk_live_... or sk_test_...",
+    },
+}
+
+
+def api_key_header(name: str, description: str) -> str:
+    """Register an API-key-in-a-header scheme; its name, for `RouteTable.add(security=...)`."""
+    scheme = "header:" + name.lower()
+    SECURITY_SCHEMES[scheme] = {
+        "type": "apiKey",
+        "in": "header",
+        "name": name,
+        "description": description,
+    }
+    return scheme
+
+
 # The refusals every authenticated route can give.
 AUTH_ERRORS: dict[int, dict[str, Any]] = {
     401: problem("No key, an unknown key or a revoked key."),

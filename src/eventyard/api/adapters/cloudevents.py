@@ -1,0 +1,7 @@
+"""The `/cloudevents` adapter (not built yet)."""
+
+from __future__ import annotations
+
+from eventyard.api.routing import RouteTable
+
+routes = RouteTable()
