@@ -72,6 +72,41 @@ class ConsumerService:
         project_id, env = principal.project_id, principal.environment
         return await self._store.read(lambda db: consumer_sql.list_consumers(db, project_id, env))
 
+    async def get_by_name(self, principal: Principal, name: str) -> Consumer | None:
+        project_id, env = principal.project_id, principal.environment
+        return await self._store.read(
+            lambda db: consumer_sql.get_consumer_by_name(db, project_id, env, name)
+        )
+
+    async def pull_consumer_named(self, principal: Principal, name: str) -> Consumer:
+        """The consumer with this name; a pull consumer of every trigger, made on first use."""
+        existing = await self.get_by_name(principal, name)
+        if existing is not None:
+            return existing
+        now = self._clock.now_us()
+        new = Consumer(
+            id=ids.new_id("con"),
+            project_id=principal.project_id,
+            environment=principal.environment,
+            name=name,
+            kind=ConsumerKind.PULL,
+            url=None,
+            secret=None,
+            previous_secret=None,
+            previous_secret_expires_at=None,
+            retry_schedule=None,
+            timeout_ms=None,
+            triggers=None,
+            state=ConsumerState.ENABLED,
+            disabled_reason=None,
+            failing_since=None,
+            created_at=now,
+            updated_at=now,
+        )
+        return await self._store.write(
+            lambda db: consumer_sql.get_or_insert_consumer_by_name(db, new)
+        )
+
     # --- creating and changing -------------------------------------------------------------
 
     def _check(

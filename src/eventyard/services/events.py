@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -87,3 +88,14 @@ class EventService:
         events = rows[: query.limit]
         more = len(rows) > query.limit
         return Page(events, encode_cursor(events[-1]) if more and events else None)
+
+    async def page(self, principal: Principal, query: EventQuery) -> tuple[Sequence[Event], int]:
+        """A numbered page (`query.offset`, `query.limit`) and how many events match in all."""
+        project_id, env = principal.project_id, principal.environment
+        now = self._clock.now_us()
+        return await self._store.read(
+            lambda db: (
+                event_sql.query_events(db, project_id, env, query, now),
+                event_sql.count_matching(db, project_id, env, query, now),
+            )
+        )

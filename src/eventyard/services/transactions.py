@@ -18,7 +18,9 @@ from eventyard.clock import Clock
 from eventyard.delivery.notify import Notifier
 from eventyard.domain.models import (
     TERMINAL_STATES,
+    Consumer,
     ConsumerKind,
+    Event,
     Principal,
     Transaction,
     TxState,
@@ -85,6 +87,19 @@ class TransactionService:
 
     async def of_event(self, event_id: str) -> list[Transaction]:
         return await self._store.read(lambda db: txn_sql.transactions_of_event(db, event_id))
+
+    async def of_events(self, event_ids: list[str]) -> dict[str, list[Transaction]]:
+        return await self._store.read(lambda db: txn_sql.transactions_of_events(db, event_ids))
+
+    async def ensure(
+        self, principal: Principal, consumer: Consumer, event: Event
+    ) -> Transaction | None:
+        """The consumer's transaction for the event, created if the consumer came later;
+        None when the consumer's trigger filter leaves the event out."""
+        now, by = self._clock.now_us(), principal.key.id
+        return await self._store.write(
+            lambda db: txn_sql.ensure_transaction(db, consumer, event.id, event.trigger, now, by)
+        )
 
     async def report(
         self, principal: Principal, txn_id: str, body: dict[str, Any], by: str

@@ -133,6 +133,19 @@ def get_consumer_by_name(
     return consumer_from_row(row) if row else None
 
 
+def get_or_insert_consumer_by_name(db: Db, c: Consumer) -> Consumer:
+    """The live consumer named `c.name` in its project and environment, else `c`, inserted.
+
+    Under the consumer-list lock, so two first uses of one name make a single consumer.
+    """
+    _lock_for_changing_list(db)
+    existing = get_consumer_by_name(db, c.project_id, c.environment, c.name)
+    if existing is not None:
+        return existing
+    insert_consumer(db, c)
+    return c
+
+
 def list_consumers(db: Db, project_id: str, environment: Environment) -> list[Consumer]:
     rows = db.all(
         f"SELECT {_COLUMNS} FROM consumers WHERE project_id = ? AND environment = ?"

@@ -22,6 +22,9 @@ from eventyard.store.transactions import create_for_events
 from eventyard.store.triggers import insert_trigger
 
 NO_TRANSACTION = "none"
+# As `consumer_state`: events the consumer has not taken up, i.e. no transaction or one still
+# `pending` (a new event makes a pending transaction for every consumer at once).
+NOT_TAKEN_UP = "not-taken-up"
 
 
 class Outcome(StrEnum):
@@ -188,28 +191,33 @@ def get_event(db: Db, project_id: str, environment: Environment, event_id: str) 
 @dataclass(frozen=True)
 class EventQuery:
     """Filters for listing events. `NO_TRANSACTION` as `consumer_state` finds events the
-    consumer has no transaction for yet."""
+    consumer has no transaction for yet; `NOT_TAKEN_UP` also those whose one is pending.
+    A `consumer_state` without a `consumer` filters on any consumer's transactions."""
 
     trigger: str | None = None
+    trigger_prefix: str | None = None  # trigger ids starting with this text
     user_id: str | None = None
     since: int | None = None  # inclusive, event time
     until: int | None = None  # exclusive, event time
     source: str | None = None
     before: tuple[int, str] | None = None  # keyset cursor: (timestamp, id) of the last row
     limit: int = 50
+    offset: int = 0  # rows to skip (page-numbered APIs); keyset `before` is cheaper
     consumer: str | None = None  # with consumer_state: filter on that consumer's transaction
-    consumer_state: str | None = None  # a state, or NO_TRANSACTION
+    consumer_state: str | None = None  # a state, NO_TRANSACTION or NOT_TAKEN_UP
 
 
-def query_events(
-    db: Db, project_id: str, environment: Environment, q: EventQuery, now: int
-) -> list[Event]:
-    """Events newest first by event time (then id), `limit` of them, after the cursor."""
+def _where(
+    project_id: str, environment: Environment, q: EventQuery, now: int
+) -> tuple[str, list[Any]]:
     where = ["project_id = ?", "environment = ?", "(expires_at IS NULL OR expires_at > ?)"]
     params: list[Any] = [project_id, environment.value, now]
     if q.trigger is not None:
         where.append("trigger_id = ?")
         params.append(q.trigger)
+    if q.trigger_prefix is not None:
+        where.append("substr(trigger_id, 1, ?) = ?")
+        params.extend([len(q.trigger_prefix), q.trigger_prefix])
     if q.user_id is not None:
         where.append("user_id = ?")
         params.append(q.user_id)
@@ -225,23 +233,44 @@ def query_events(
     if q.before is not None:
         where.append("(timestamp, id) < (?, ?)")
         params.extend(q.before)
-    if q.consumer is not None:
-        txn = "SELECT 1 FROM transactions t WHERE t.event_id = events.id AND t.consumer_id = ?"
+    if q.consumer is not None or q.consumer_state is not None:
+        txn = "SELECT 1 FROM transactions t WHERE t.event_id = events.id"
+        if q.consumer is not None:
+            txn += " AND t.consumer_id = ?"
+            params.append(q.consumer)
         if q.consumer_state == NO_TRANSACTION:
             where.append(f"NOT EXISTS ({txn})")
-            params.append(q.consumer)
+        elif q.consumer_state == NOT_TAKEN_UP:
+            where.append(f"NOT EXISTS ({txn} AND t.state <> 'pending')")
         elif q.consumer_state is not None:
             where.append(f"EXISTS ({txn} AND t.state = ?)")
-            params.extend([q.consumer, q.consumer_state])
+            params.append(q.consumer_state)
         else:
             where.append(f"EXISTS ({txn})")
-            params.append(q.consumer)
+    return " AND ".join(where), params
+
+
+def query_events(
+    db: Db, project_id: str, environment: Environment, q: EventQuery, now: int
+) -> list[Event]:
+    """Events newest first by event time (then id), `limit` of them, after the cursor."""
+    where, params = _where(project_id, environment, q, now)
     sql = (
-        f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)}"
-        " ORDER BY timestamp DESC, id DESC LIMIT ?"
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY timestamp DESC, id DESC LIMIT ?"
     )
     params.append(q.limit)
+    if q.offset:
+        sql += " OFFSET ?"
+        params.append(q.offset)
     return [event_from_row(r) for r in db.all(sql, params)]
+
+
+def count_matching(
+    db: Db, project_id: str, environment: Environment, q: EventQuery, now: int
+) -> int:
+    """How many events match the filters of `q` (its paging aside)."""
+    where, params = _where(project_id, environment, q, now)
+    return int(db.scalar(f"SELECT COUNT(*) AS n FROM events WHERE {where}", params))
 
 
 def delete_user_events(db: Db, project_id: str, environment: Environment, user_id: str) -> int:

@@ -168,6 +168,41 @@ def transactions_of_event(db: Db, event_id: str) -> list[Transaction]:
     return _with_details(db, rows)
 
 
+def transactions_of_events(db: Db, event_ids: Sequence[str]) -> dict[str, list[Transaction]]:
+    """The transactions of each of these events (a page of them), oldest first."""
+    out: dict[str, list[Transaction]] = {e: [] for e in event_ids}
+    if not event_ids:
+        return out
+    marks = ", ".join("?" for _ in event_ids)
+    rows = db.all(
+        f"SELECT {_COLUMNS} FROM transactions WHERE event_id IN ({marks}) ORDER BY created_at, id",
+        list(event_ids),
+    )
+    for txn in _with_details(db, rows):
+        out[txn.event_id].append(txn)
+    return out
+
+
+def ensure_transaction(
+    db: Db, consumer: Consumer, event_id: str, trigger: str, now: int, by: str
+) -> Transaction | None:
+    """The consumer's transaction for the event, created pending if missing (a consumer
+    made after the event); None when the consumer's filter does not take the trigger."""
+    txn = transaction_for(db, consumer.id, event_id)
+    if txn is None:
+        create_for_events(
+            db,
+            consumer.project_id,
+            consumer.environment,
+            [(event_id, trigger)],
+            [consumer],
+            now,
+            by,
+        )
+        txn = transaction_for(db, consumer.id, event_id)
+    return txn
+
+
 def transaction_for(db: Db, consumer_id: str, event_id: str) -> Transaction | None:
     row = db.one(
         f"SELECT {_COLUMNS} FROM transactions WHERE consumer_id = ? AND event_id = ?",
