@@ -53,6 +53,7 @@ def trigger_json(trigger: Trigger) -> dict[str, Any]:
         "archived_at": time_or_none(trigger.archived_at),
         "created_at": format_us(trigger.created_at),
         "updated_at": format_us(trigger.updated_at),
+        "cdp_webhook_path": f"/cdp/webhooks/{trigger.inbound_token}",
     }
 
 

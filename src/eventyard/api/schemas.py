@@ -200,6 +200,12 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "archived_at": _NULLABLE_TIME,
             "created_at": _TIME,
             "updated_at": _TIME,
+            "cdp_webhook_path": {
+                "type": "string",
+                "description": "the trigger's inbound CDP webhook, `/cdp/webhooks/<32 hex>`; "
+                "POST to it with HTTP Basic auth (see docs/adapters/cdp.md)",
+                "examples": ["/cdp/webhooks/d61233f75191444e73a577bbbd4c26eb"],
+            },
         },
     },
     "TriggerList": {

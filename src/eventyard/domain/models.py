@@ -83,6 +83,7 @@ class Trigger:
     archived_at: int | None
     created_at: int
     updated_at: int
+    inbound_token: str  # 32 hex: the CDP webhook URL's hook_id, `/cdp/webhooks/{token}`
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ version of the trigger, not once per event.
 
 from __future__ import annotations
 
+import secrets
 import uuid as uuidlib
 from dataclasses import dataclass, replace
 from typing import Any
@@ -84,6 +85,7 @@ def new_trigger(project_id: str, trigger_id: str, now: int, name: str | None = N
         archived_at=None,
         created_at=now,
         updated_at=now,
+        inbound_token=secrets.token_hex(16),
     )
 
 
@@ -194,6 +196,12 @@ class TriggerService:
         if trigger is None:
             raise TriggerNotFound(f"No trigger with the UUID {uuid!r} in this project.")
         return trigger
+
+    async def get_by_inbound_token(self, project_id: str, token: str) -> Trigger | None:
+        """The trigger whose inbound webhook (`/cdp/webhooks/{token}`) this is, if any."""
+        return await self._store.read(
+            lambda db: trigger_sql.get_trigger_by_inbound_token(db, project_id, token)
+        )
 
     async def list(self, project_id: str, *, include_archived: bool = False) -> list[Trigger]:
         return await self._store.read(

@@ -25,6 +25,7 @@ def _trigger(row: Row) -> Trigger:
         archived_at=row["archived_at"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        inbound_token=row["inbound_token"],
     )
 
 
@@ -36,8 +37,8 @@ def insert_trigger(db: Db, t: Trigger) -> bool:
     """Insert; False when the project has a trigger with that id already."""
     cursor = db.execute(
         "INSERT INTO triggers (project_id, id, uuid, name, description, type, platform, label,"
-        " schema, archived_at, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, id) DO NOTHING",
+        " schema, archived_at, created_at, updated_at, inbound_token)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, id) DO NOTHING",
         (
             t.project_id,
             t.id,
@@ -51,6 +52,7 @@ def insert_trigger(db: Db, t: Trigger) -> bool:
             t.archived_at,
             t.created_at,
             t.updated_at,
+            t.inbound_token,
         ),
     )
     return cursor.rowcount == 1
@@ -81,6 +83,13 @@ def get_trigger(db: Db, project_id: str, trigger_id: str) -> Trigger | None:
 
 def get_trigger_by_uuid(db: Db, project_id: str, uuid: str) -> Trigger | None:
     row = db.one("SELECT * FROM triggers WHERE project_id = ? AND uuid = ?", (project_id, uuid))
+    return _trigger(row) if row else None
+
+
+def get_trigger_by_inbound_token(db: Db, project_id: str, token: str) -> Trigger | None:
+    row = db.one(
+        "SELECT * FROM triggers WHERE project_id = ? AND inbound_token = ?", (project_id, token)
+    )
     return _trigger(row) if row else None
 
 
