@@ -190,15 +190,25 @@ def ensure_transaction(
     made after the event); None when the consumer's filter does not take the trigger."""
     txn = transaction_for(db, consumer.id, event_id)
     if txn is None:
-        create_for_events(
-            db,
-            consumer.project_id,
-            consumer.environment,
-            [(event_id, trigger)],
-            [consumer],
-            now,
-            by,
+        if not consumer.wants(trigger):
+            return None
+        # Two first uses at once (two processes) may race here: the loser inserts nothing.
+        created = db.all(
+            "INSERT INTO transactions (id, project_id, environment, consumer_id, event_id, state,"
+            " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
+            " ON CONFLICT (consumer_id, event_id) DO NOTHING RETURNING id",
+            (
+                ids.new_id("txn"),
+                consumer.project_id,
+                consumer.environment.value,
+                consumer.id,
+                event_id,
+                now,
+                now,
+                now,
+            ),
         )
+        add_history(db, ((r["id"], None, "pending", now, by) for r in created))
         txn = transaction_for(db, consumer.id, event_id)
     return txn
 
