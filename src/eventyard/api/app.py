@@ -21,7 +21,7 @@ from eventyard.api.adapters import ADAPTERS
 from eventyard.api.context import Context
 from eventyard.api.errors import internal_error, problem_response
 from eventyard.api.http import Receive, Request, Response, Send
-from eventyard.api.routing import Route, Router, RouteTable
+from eventyard.api.routing import InvalidPathParameter, Route, Router, RouteTable
 from eventyard.api.v1 import consumers, events, keys, project, transactions, triggers, users
 from eventyard.errors import EventyardError, InternalError, ServiceUnavailable
 from eventyard.services.container import Services
@@ -88,6 +88,8 @@ class EventyardApp:
             route, req.path_params = self.router.match(req.method, raw_path)
             response = await self._handle(req, route)
         except EventyardError as exc:
+            if isinstance(exc, InvalidPathParameter):
+                route = exc.route
             response = _render(route, exc)
         except _DB_DOWN as exc:
             logger.error("database unavailable: %s", exc)

@@ -58,6 +58,9 @@ class Route:
     credentials: Credentials = bearer_token
     render_error: ErrorRenderer | None = None  # None: problem+json
     security: str = "bearer"  # the OpenAPI security scheme that describes `credentials`
+    # A path parameter that may span several segments: a client that does not encode `/` in
+    # it (Python's `quote` leaves `/` alone) still reaches the route, with the `/` kept.
+    greedy: str | None = None
 
     @property
     def operation_id(self) -> str:
@@ -83,6 +86,7 @@ class RouteTable:
         credentials: Credentials = bearer_token,
         render_error: ErrorRenderer | None = None,
         security: str = "bearer",
+        greedy: str | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.routes.append(
@@ -101,6 +105,7 @@ class RouteTable:
                     credentials=credentials,
                     render_error=render_error,
                     security=security,
+                    greedy=greedy,
                 )
             )
             return handler
@@ -117,6 +122,7 @@ class Router:
         self._by_length: dict[int, list[Route]] = {}
         for route in routes:
             self._by_length.setdefault(len(route.segments), []).append(route)
+        self._greedy = [r for r in routes if r.greedy is not None]
 
     def match(self, method: str, raw_path: bytes) -> tuple[Route, dict[str, str]]:
         path = raw_path.split(b"?", 1)[0].decode("latin-1")
@@ -127,7 +133,14 @@ class Router:
             if params is None:
                 continue
             if route.method == method:
-                return route, _decode_params(params)
+                return route, _decode_params(params, route)
+            allowed.append(route.method)
+        for route in self._greedy:
+            params = _match_greedy(route, parts)
+            if params is None:
+                continue
+            if route.method == method:
+                return route, _decode_params(params, route)
             allowed.append(route.method)
         if allowed:
             raise MethodNotAllowed(
@@ -149,15 +162,40 @@ def _match_segments(template: tuple[str, ...], parts: list[str]) -> dict[str, st
     return params
 
 
-def _decode_params(params: dict[str, str]) -> dict[str, str]:
+def _match_greedy(route: Route, parts: list[str]) -> dict[str, str] | None:
+    """Match with `route.greedy` taking every segment the fixed ones around it leave over."""
+    template = route.segments
+    at = template.index("{" + str(route.greedy) + "}")
+    tail = len(template) - at - 1
+    if len(parts) <= len(template):
+        return None  # same length: the ordinary match has had its turn
+    head = _match_segments(template[:at], parts[:at])
+    rest = _match_segments(template[at + 1 :], parts[len(parts) - tail :])
+    if head is None or rest is None:
+        return None
+    return {**head, **rest, str(route.greedy): "/".join(parts[at : len(parts) - tail])}
+
+
+class InvalidPathParameter(InvalidRequest):
+    """A path parameter that does not decode; it names its route, so the route's own error
+    shape (an adapter's) answers it."""
+
+    def __init__(self, message: str, route: Route) -> None:
+        super().__init__(message)
+        self.route = route
+
+
+def _decode_params(params: dict[str, str], route: Route) -> dict[str, str]:
     decoded = {}
     for name, raw in params.items():
         try:
             decoded[name] = unquote_to_bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidRequest(
-                f"The path parameter {name} is not valid UTF-8 once percent-decoded."
+            raise InvalidPathParameter(
+                f"The path parameter {name} is not valid UTF-8 once percent-decoded.", route
             ) from None
         if "\x00" in decoded[name]:
-            raise InvalidRequest(f"The path parameter {name} holds a NUL character (%00).")
+            raise InvalidPathParameter(
+                f"The path parameter {name} holds a NUL character (%00).", route
+            )
     return decoded

@@ -437,7 +437,7 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
 
 def api_key_header(name: str, description: str) -> str:
     """Register an API-key-in-a-header scheme; its name, for `RouteTable.add(security=...)`."""
-    scheme = "header:" + name.lower()
+    scheme = "header_" + name.lower()  # OpenAPI: a component name matches [a-zA-Z0-9._-]+
     SECURITY_SCHEMES[scheme] = {
         "type": "apiKey",
         "in": "header",
