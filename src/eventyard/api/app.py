@@ -113,7 +113,9 @@ class EventyardApp:
     async def _handle(self, req: Request, route: Route) -> Response:
         ctx = Context(self.services, routes=self.routes)
         if route.scope is not None:
-            principal = await self.services.keys.authenticate(route.credentials(req))
+            found = route.credentials(req)
+            key = found if found is None or isinstance(found, str) else await found
+            principal = await self.services.keys.authenticate(key)
             require_scope(principal, route.scope)
             ctx.principal_or_none = principal
         return await route.handler(req, ctx)

@@ -25,13 +25,14 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Request:
-    __slots__ = ("_headers", "_query", "path_params", "receive", "scope")
+    __slots__ = ("_body", "_headers", "_query", "path_params", "receive", "scope")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
         self.receive = receive
         self._headers: dict[str, str] | None = None
         self._query: list[tuple[str, str]] | None = None
+        self._body: bytes | None = None  # kept once read, so a second reader gets it too
         self.path_params: dict[str, str] = {}
 
     @property
@@ -88,6 +89,11 @@ class Request:
         return out
 
     async def body(self, limit: int) -> bytes:
+        """The body, refused past `limit` while reading; read once, then kept for re-reads."""
+        if self._body is not None:
+            if len(self._body) > limit:
+                raise _too_large(len(self._body), limit)
+            return self._body
         length = self.header("content-length")
         if length is not None:
             try:
@@ -110,7 +116,8 @@ class Request:
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._body
 
     async def json(self, limit: int, max_depth: int) -> Any:
         return parse_json(await self.body(limit), max_depth)

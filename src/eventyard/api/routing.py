@@ -25,8 +25,9 @@ from eventyard.api.http import Request
 
 Handler = Callable[["Request", "Context"], Awaitable["Response"]]
 # Where a route finds the API key: the native API reads `Authorization: Bearer`; an adapter
-# reads the header its seed document names.
-Credentials = Callable[["Request"], str | None]
+# reads the header its seed document names. It may be async, to find the key in the body
+# (Segment's `writeKey`); `Request.body` keeps what it read for the handler.
+Credentials = Callable[["Request"], "str | Awaitable[str | None] | None"]
 # How a route answers an error: the native problem+json, or an adapter's documented shape.
 ErrorRenderer = Callable[[EventyardError], "Response"]
 PUBLIC = None
