@@ -52,6 +52,11 @@ class EventyardApp:
         self.services = services
         self.routes = all_routes()
         self.router = Router(self.routes)
+        # Unmatched paths under an adapter's prefix (a 404 or 405) answer in its error shape.
+        self._prefix_routes: dict[str, Route] = {}
+        for route in self.routes:
+            if route.render_error is not None:
+                self._prefix_routes.setdefault(route.segments[0], route)
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
 
@@ -90,6 +95,9 @@ class EventyardApp:
         except EventyardError as exc:
             if isinstance(exc, InvalidPathParameter):
                 route = exc.route
+            elif route is None:
+                first = scope["path"].strip("/").split("/", 1)[0]
+                route = self._prefix_routes.get(first)
             response = _render(route, exc)
         except _DB_DOWN as exc:
             logger.error("database unavailable: %s", exc)
@@ -115,7 +123,7 @@ class EventyardApp:
         if route.scope is not None:
             found = route.credentials(req)
             key = found if found is None or isinstance(found, str) else await found
-            principal = await self.services.keys.authenticate(key)
+            principal = await self.services.keys.authenticate(key, route.key_hint)
             require_scope(principal, route.scope)
             ctx.principal_or_none = principal
         return await route.handler(req, ctx)

@@ -16,6 +16,7 @@ from urllib.parse import unquote_to_bytes
 
 from eventyard.domain.models import Scope
 from eventyard.errors import EventyardError, InvalidRequest, MethodNotAllowed, NotFound
+from eventyard.services.keys import BEARER_HINT
 
 if TYPE_CHECKING:
     from eventyard.api.context import Context
@@ -62,6 +63,7 @@ class Route:
     # A path parameter that may span several segments: a client that does not encode `/` in
     # it (Python's `quote` leaves `/` alone) still reaches the route, with the `/` kept.
     greedy: str | None = None
+    key_hint: str = BEARER_HINT  # where the key goes, for the refusal of a request without one
 
     @property
     def operation_id(self) -> str:
@@ -88,6 +90,7 @@ class RouteTable:
         render_error: ErrorRenderer | None = None,
         security: str = "bearer",
         greedy: str | None = None,
+        key_hint: str = BEARER_HINT,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.routes.append(
@@ -107,6 +110,7 @@ class RouteTable:
                     render_error=render_error,
                     security=security,
                     greedy=greedy,
+                    key_hint=key_hint,
                 )
             )
             return handler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 
@@ -19,6 +20,21 @@ def slugify(name: str) -> str:
     slug = re.sub(r"[^a-z0-9_.\-]+", "_", folded.lower()).strip("_.-")
     slug = re.sub(r"_+", "_", slug)
     return slug[:TRIGGER_ID_MAX].rstrip("_.-")
+
+
+def trigger_id_for_name(name: str) -> str:
+    """The trigger id an event name maps to, for adapters whose clients send names.
+
+    The slug when there is one (`Order Completed` → `order_completed`); for a name with no
+    ASCII letter or digit but some other letter (`注文完了`), a stable `event_` id from its
+    hash, so distinct names stay distinct triggers; "" for a name of punctuation only.
+    """
+    slug = slugify(name)
+    if slug:
+        return slug
+    if any(ch.isalnum() for ch in name):
+        return "event_" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
+    return ""
 
 
 def trigger_id_problem(value: str) -> str | None:

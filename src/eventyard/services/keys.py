@@ -29,6 +29,7 @@ logger = logging.getLogger("eventyard.keys")
 _ALPHABET = string.ascii_letters + string.digits
 SECRET_LENGTH = 32
 _TOUCH_EVERY_US = 60 * 1_000_000
+BEARER_HINT = "as 'Authorization: Bearer sk_live_...' (or sk_test_...)"
 
 
 def generate_secret(environment: Environment) -> str:
@@ -96,11 +97,10 @@ class KeyService:
         await self._store.write(lambda db: key_sql.insert_key(db, key, hash_secret(secret)))
         return key, secret
 
-    async def authenticate(self, secret: str | None) -> Principal:
+    async def authenticate(self, secret: str | None, send_it: str = BEARER_HINT) -> Principal:
+        """The principal of a live key; `send_it` tells a caller without one where it goes."""
         if not secret:
-            raise Unauthenticated(
-                "No API key: send it as 'Authorization: Bearer sk_live_...' (or sk_test_...)."
-            )
+            raise Unauthenticated(f"No API key: send it {send_it}.")
         key_hash = hash_secret(secret)
         cached = self._cache.get(key_hash)
         if cached is None:

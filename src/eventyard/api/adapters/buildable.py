@@ -145,6 +145,7 @@ def _route(
         body=ref(body),
         responses={200: json_body("Success.", ref(answer)), **ERRORS},
         credentials=secret_of,
+        key_hint="in the X-Buildable-Secret header",
         render_error=render_error,
         security=SECURITY,
     )

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from eventyard.domain.models import TERMINAL_STATES, Event, HistoryEntry, Transaction
-from eventyard.domain.slugs import TRIGGER_ID_MAX, slugify
+from eventyard.domain.slugs import TRIGGER_ID_MAX, trigger_id_for_name
 from eventyard.services.transactions import summarize
 
 RESERVED = "_buildable"  # the payload key holding the adapter's metadata
@@ -66,7 +66,7 @@ def event_id_from_key(key: str) -> str | None:
 
 def full_name(event_name: str, platform: str = "", label: str = "") -> str:
     """`platform.label.eventName`, each part slugged, empty parts left out."""
-    parts = [slugify(p) for p in (platform, label, event_name) if p and p.strip()]
+    parts = [trigger_id_for_name(p) for p in (platform, label, event_name) if p and p.strip()]
     return ".".join(p for p in parts if p)[:TRIGGER_ID_MAX].rstrip("_.-")
 
 

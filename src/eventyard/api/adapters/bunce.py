@@ -175,6 +175,7 @@ def _check(body: Any) -> tuple[str, dict[str, Any]]:
         },
     },
     credentials=_credentials,
+    key_hint="in the X-Authorization header",
     render_error=render_error,
     security=SECURITY,
 )

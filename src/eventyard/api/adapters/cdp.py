@@ -37,6 +37,7 @@ from eventyard.domain.timeparse import TimeParseError, parse_event_time, type_na
 from eventyard.errors import (
     EventyardError,
     FieldError,
+    InvalidRequest,
     NotFound,
     ValidationFailed,
 )
@@ -252,6 +253,7 @@ _STATUS = {
         422: json_body("An attribute is missing or of the wrong type (code 1101).", _STATUS),
     },
     credentials=basic_key,
+    key_hint="as HTTP Basic credentials: the key as the password (or as the user name)",
     render_error=render_error,
     security=SECURITY,
 )
@@ -270,7 +272,7 @@ async def cdp_webhook(req: Request, ctx: Context) -> Response:
     s = ctx.services.settings
     body = parse_json(await req.body(s.max_request_bytes), s.max_json_depth)
     if not isinstance(body, dict):
-        raise ValidationFailed(
+        raise InvalidRequest(
             "The request body must be a JSON object of the event's attributes.",
             errors=[FieldError("$", f"must be an object, got {type_name(body)}")],
         )

@@ -16,6 +16,7 @@ native problem+json. See docs/adapters/cloudevents.md.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 from typing import Any
 from urllib.parse import unquote
@@ -28,7 +29,7 @@ from eventyard.api.routing import RouteTable
 from eventyard.api.schemas import AUTH_ERRORS, json_body, problem
 from eventyard.domain.jsonbody import parse_json
 from eventyard.domain.models import Scope
-from eventyard.domain.slugs import slugify, trigger_id_problem
+from eventyard.domain.slugs import trigger_id_for_name, trigger_id_problem
 from eventyard.domain.timeparse import type_name
 from eventyard.errors import (
     BatchTooLarge,
@@ -83,7 +84,7 @@ def _attribute_errors(event: dict[str, Any], where: Any) -> list[FieldError]:
 
 def _trigger_id(event_type: str) -> str:
     """The type itself when it is a valid trigger id, else its slug (`Order Created` → ...)."""
-    return event_type if trigger_id_problem(event_type) is None else slugify(event_type)
+    return event_type if trigger_id_problem(event_type) is None else trigger_id_for_name(event_type)
 
 
 def idempotency_key(source: str, event_id: str) -> str:
@@ -111,12 +112,20 @@ def _item(event: dict[str, Any], data: Any) -> dict[str, Any]:
     }
 
 
+def _is_base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except binascii.Error:
+        return False
+    return True
+
+
 def _structured_data(event: dict[str, Any], where: Any) -> tuple[Any, list[FieldError]]:
     if "data_base64" in event:
         encoded = event["data_base64"]
         if "data" in event:
             return None, [FieldError(where("data_base64"), "give data or data_base64, not both")]
-        if not isinstance(encoded, str):
+        if not isinstance(encoded, str) or not _is_base64(encoded):
             return None, [FieldError(where("data_base64"), "must be a base64 string")]
         return {"data_base64": encoded}, []
     return event.get("data"), []
@@ -138,7 +147,12 @@ def _binary_event(req: Request) -> dict[str, Any]:
                 text = raw.encode("latin-1").decode("utf-8")
             except UnicodeDecodeError:
                 raise InvalidRequest(f"The {name} header is not valid UTF-8.") from None
-            event[name[3:]] = unquote(text, errors="strict")
+            try:
+                event[name[3:]] = unquote(text, errors="strict")
+            except UnicodeDecodeError:
+                raise InvalidRequest(
+                    f"The {name} header is not valid UTF-8 once percent-decoded."
+                ) from None
     media = req.header("content-type")
     if media is not None:
         event["datacontenttype"] = media

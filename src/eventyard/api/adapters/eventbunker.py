@@ -150,6 +150,7 @@ _ERROR_SCHEMA = {
         500: json_body(INTERNAL, _ERROR_SCHEMA),
     },
     credentials=lambda req: (req.header(HEADER) or "").strip() or None,
+    key_hint="in the x-eventbunker-write-key header",
     render_error=render_error,
     security=SECURITY,
 )

@@ -231,6 +231,7 @@ for _call in CALL_TYPES:
         body=_MESSAGE,
         responses=_RESPONSES,
         credentials=_credentials(REQUEST_LIMIT, _ONE),
+        key_hint="as the write key: Basic auth user name, a Bearer token, or writeKey in the body",
         render_error=render_error,
         security=SECURITY,
     )(_single(_call))
@@ -318,6 +319,7 @@ for _path in ("batch", "import"):
         },
         responses=_RESPONSES,
         credentials=_credentials(BATCH_LIMIT, _MANY),
+        key_hint="as the write key: Basic auth user name, a Bearer token, or writeKey in the body",
         render_error=render_error,
         security=SECURITY,
     )(_named(_batch, f"segment_{_path}"))

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from eventyard.domain.slugs import slugify
+from eventyard.domain.slugs import trigger_id_for_name
 from eventyard.domain.timeparse import MAX_US, MIN_US, TimeParseError, parse_event_time, type_name
 from eventyard.errors import EventyardError, FieldError, PayloadTooLarge, ValidationFailed
 
@@ -76,11 +76,7 @@ def trigger_for(call: str, message: dict[str, Any], path: str) -> str:
             f"{path}.event",
             "is required for a track call: the name of the event, e.g. 'Order Completed'",
         )
-    slug = slugify(name)
-    if slug:
-        return slug
-    # A name with no ASCII letter or digit (`注文完了`): a stable id from its hash.
-    return "event_" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
+    return trigger_id_for_name(name) or "event_" + hashlib.sha256(name.encode()).hexdigest()[:10]
 
 
 def _id_text(value: Any) -> str | None:
