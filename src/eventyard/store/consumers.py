@@ -85,6 +85,7 @@ def lock_for_reading_list(db: Db) -> None:
 
 
 def _lock_for_changing_list(db: Db) -> None:
+    db.txn_memo.clear()  # a later op in this transaction must read the changed list
     if db.backend == "postgres":
         db.execute("SELECT pg_advisory_xact_lock(?)", (_CONSUMER_LIST_LOCK,))
 
@@ -156,9 +157,19 @@ def list_consumers(db: Db, project_id: str, environment: Environment) -> list[Co
 
 
 def consumers_taking_events(db: Db, project_id: str, environment: Environment) -> list[Consumer]:
-    """The consumers a new event of this project and environment makes transactions for."""
-    lock_for_reading_list(db)
-    return [c for c in list_consumers(db, project_id, environment) if c.receives_transactions]
+    """The consumers a new event of this project and environment makes transactions for.
+
+    Read once per database transaction: the ops of one commit group share it. On PostgreSQL
+    the shared lock taken with the first read is held to the commit, so no other process can
+    change the list meanwhile; a change in this transaction clears the memo.
+    """
+    key = ("consumers_taking_events", project_id, environment)
+    memo: list[Consumer] | None = db.txn_memo.get(key)
+    if memo is None:
+        lock_for_reading_list(db)
+        memo = [c for c in list_consumers(db, project_id, environment) if c.receives_transactions]
+        db.txn_memo[key] = memo
+    return memo
 
 
 def webhook_consumers_to_deliver(db: Db) -> list[Consumer]:

@@ -44,6 +44,9 @@ class Db:
         self.conn = conn
         self.backend: Backend = backend
         self._postgres = backend == "postgres"
+        # Facts read once per database transaction and shared by the ops of a commit group
+        # (the consumer list); cleared whenever a transaction begins or ends.
+        self.txn_memo: dict[Any, Any] = {}
 
     def _sql(self, sql: str) -> str:
         return _to_pyformat(sql) if self._postgres else sql
@@ -73,13 +76,16 @@ class Db:
         return next(iter(row.values())) if isinstance(row, dict) else row[0]
 
     def begin(self) -> None:
+        self.txn_memo.clear()
         if not self._postgres:
             self.conn.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
+        self.txn_memo.clear()
         self.conn.commit() if self._postgres else self.conn.execute("COMMIT")
 
     def rollback(self) -> None:
+        self.txn_memo.clear()
         if self._postgres:
             self.conn.rollback()
         elif self.conn.in_transaction:
