@@ -230,3 +230,62 @@ def keys_create(
     click.echo(f"Created key {key.id} ({key.environment.value}; scopes: {scopes}).")
     click.echo(f"  {secret}")
     click.echo("This is the only time the key is shown.")
+
+
+@main.group()
+def users() -> None:
+    """Manage the people who sign in to the dashboard."""
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException("no password on standard input")
+        return password
+    value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+@users.command("create")
+@click.argument("email")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+)
+@_DB_OPTION
+def users_create(email: str, password_stdin: bool, database_url: str | None) -> None:
+    """Create a dashboard user who can sign in at /dashboard (every project)."""
+    from eventyard.clock import SystemClock
+    from eventyard.services.accounts import AccountService
+
+    settings = _settings(database_url=database_url)
+    password = _read_password(password_stdin)
+
+    async def work(store: Store) -> Any:
+        service = AccountService(store, SystemClock(), settings.session_hours)
+        return await service.create_user(email, password)
+
+    user = _with_store(settings, work)
+    click.echo(f"Created dashboard user {user.email}; sign in at /dashboard.")
+
+
+@users.command("set-password")
+@click.argument("email")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+)
+@_DB_OPTION
+def users_set_password(email: str, password_stdin: bool, database_url: str | None) -> None:
+    """Set a dashboard user's password; their open sessions are signed out."""
+    from eventyard.clock import SystemClock
+    from eventyard.services.accounts import AccountService
+
+    settings = _settings(database_url=database_url)
+    password = _read_password(password_stdin)
+
+    async def work(store: Store) -> Any:
+        service = AccountService(store, SystemClock(), settings.session_hours)
+        return await service.set_password(email, password)
+
+    user = _with_store(settings, work)
+    click.echo(f"Set the password of {user.email}; their sessions are signed out.")

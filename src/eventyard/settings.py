@@ -184,6 +184,12 @@ SETTINGS: tuple[Setting, ...] = (
         "After a signing secret is rotated, how long webhooks are signed with the old one "
         "too, unless the rotation says otherwise.",
     ),
+    Setting(
+        "session_hours",
+        12,
+        _positive_int,
+        "How long a dashboard sign-in lasts before the dashboard asks for the password again.",
+    ),
 )
 
 _BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -211,6 +217,7 @@ class Settings:
     worker_concurrency: int = 64
     consumer_concurrency: int = 8
     secret_overlap_seconds: int = 24 * 3600
+    session_hours: int = 12
 
     @property
     def default_retry_schedule(self) -> tuple[int, ...]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from eventyard import dashboard
 from eventyard.api import health
 from eventyard.api.adapters import ADAPTERS
 from eventyard.api.context import Context
@@ -36,6 +37,7 @@ def all_routes() -> list[Route]:
     table = RouteTable()
     for module in (health, events, triggers, keys, project, users, consumers, transactions):
         table.extend(module.routes)
+    table.extend(dashboard.routes)
     for adapter in ADAPTERS:
         table.extend(adapter.routes)
     return table.routes
@@ -126,6 +128,8 @@ class EventyardApp:
             principal = await self.services.keys.authenticate(key, route.key_hint)
             require_scope(principal, route.scope)
             ctx.principal_or_none = principal
+        if route.guard is not None:
+            await route.guard(req, ctx)
         return await route.handler(req, ctx)
 
 

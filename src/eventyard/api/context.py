@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from eventyard.domain.models import Principal
 from eventyard.errors import Unauthenticated
 from eventyard.services.container import Services
+from eventyard.store.accounts import DashboardSession
 
 if TYPE_CHECKING:
     from eventyard.api.routing import Route
@@ -18,6 +19,7 @@ class Context:
     services: Services
     principal_or_none: Principal | None = None
     routes: list[Route] = field(default_factory=list)
+    session: DashboardSession | None = None  # the dashboard's signed-in user, on its routes
 
     @property
     def principal(self) -> Principal:

@@ -31,6 +31,9 @@ Handler = Callable[["Request", "Context"], Awaitable["Response"]]
 Credentials = Callable[["Request"], "str | Awaitable[str | None] | None"]
 # How a route answers an error: the native problem+json, or an adapter's documented shape.
 ErrorRenderer = Callable[[EventyardError], "Response"]
+# What a route checks before its handler besides a key: the dashboard's session and CSRF
+# token. It raises to refuse, and may fill in the context (the signed-in user, the project).
+Guard = Callable[["Request", "Context"], Awaitable[None]]
 PUBLIC = None
 
 
@@ -64,6 +67,7 @@ class Route:
     # it (Python's `quote` leaves `/` alone) still reaches the route, with the `/` kept.
     greedy: str | None = None
     key_hint: str = BEARER_HINT  # where the key goes, for the refusal of a request without one
+    guard: Guard | None = None
 
     @property
     def operation_id(self) -> str:
@@ -91,6 +95,7 @@ class RouteTable:
         security: str = "bearer",
         greedy: str | None = None,
         key_hint: str = BEARER_HINT,
+        guard: Guard | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.routes.append(
@@ -111,6 +116,7 @@ class RouteTable:
                     security=security,
                     greedy=greedy,
                     key_hint=key_hint,
+                    guard=guard,
                 )
             )
             return handler

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from eventyard.clock import Clock, SystemClock
 from eventyard.delivery.metrics import DeliveryMetrics
 from eventyard.delivery.notify import Notifier
+from eventyard.services.accounts import AccountService
 from eventyard.services.consumers import ConsumerService
 from eventyard.services.events import EventService
 from eventyard.services.ingest import IngestService
@@ -30,6 +31,7 @@ class Services:
     consumers: ConsumerService
     transactions: TransactionService
     metrics: DeliveryMetrics
+    accounts: AccountService
 
 
 def build_services(store: Store, settings: Settings, clock: Clock | None = None) -> Services:
@@ -50,4 +52,5 @@ def build_services(store: Store, settings: Settings, clock: Clock | None = None)
         consumers=consumers,
         transactions=TransactionService(store, settings, clock, consumers, notifier),
         metrics=DeliveryMetrics(),
+        accounts=AccountService(store, clock, settings.session_hours),
     )

@@ -306,3 +306,15 @@ def count_events(db: Db, project_id: str, environment: Environment, trigger_id: 
             (project_id, environment.value, trigger_id),
         )
     )
+
+
+def trigger_activity(
+    db: Db, project_id: str, environment: Environment
+) -> dict[str, tuple[int, int]]:
+    """Per trigger id: how many events it has and the time of the latest (event time)."""
+    rows = db.all(
+        "SELECT trigger_id, COUNT(*) AS n, MAX(timestamp) AS last FROM events"
+        " WHERE project_id = ? AND environment = ? GROUP BY trigger_id",
+        (project_id, environment.value),
+    )
+    return {r["trigger_id"]: (int(r["n"]), int(r["last"])) for r in rows}

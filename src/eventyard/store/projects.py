@@ -34,3 +34,7 @@ def get_project_by_name(db: Db, name: str) -> Project | None:
 
 def set_project_mode(db: Db, project_id: str, mode: ProjectMode) -> None:
     db.execute("UPDATE projects SET mode = ? WHERE id = ?", (mode.value, project_id))
+
+
+def list_projects(db: Db) -> list[Project]:
+    return [_project(r) for r in db.all("SELECT * FROM projects ORDER BY name")]

@@ -1,0 +1,225 @@
+"""The dashboard's plumbing: its route table, the sign-in guard, CSRF, and rendering.
+
+Every dashboard route is declared with `page(...)`, which attaches the guard: a route that
+needs a signed-in user gets the session from its cookie (or a redirect to the sign-in page),
+every POST must carry the session's CSRF token, and a route under `/dashboard/p/{project}/
+{env}/` gets a `Principal` for that project and environment with every scope, so its handler
+calls the same services the v1 API calls. Templates are Jinja2 with autoescaping on for
+everything: an event's payload is text in the page, never markup. Pages are served with a
+Content-Security-Policy that allows only the dashboard's own script and style files, so
+even a missed escape could not run an injected script.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jinja2
+import orjson
+
+from eventyard.api.context import Context
+from eventyard.api.http import Form, Request, Response, html_response, redirect
+from eventyard.api.routing import PUBLIC, Handler, RouteTable
+from eventyard.domain.models import ApiKey, Environment, Principal, Project, Scope
+from eventyard.errors import EventyardError, Forbidden, NotFound, Unauthenticated
+from eventyard.services.accounts import csrf_matches
+from eventyard.store import projects as project_sql
+from eventyard.store.accounts import DashboardSession
+
+BASE = "/dashboard"
+SESSION_COOKIE = "eventyard_session"
+LOGIN_CSRF_COOKIE = "eventyard_login_csrf"
+FORM_LIMIT = 256 * 1024  # a trigger's schema is the largest thing a form carries
+_SAFE_METHODS = {"GET", "HEAD"}
+_HERE = Path(__file__).parent
+STATIC_DIR = _HERE / "static"
+
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+}
+
+
+class SignInRequired(Unauthenticated):
+    code = "sign_in_required"
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__("Sign in to see this page.")
+        self.next_path = next_path
+
+
+class CsrfRefused(Forbidden):
+    code = "csrf_refused"
+
+
+def _when(us: int | None) -> str:
+    if us is None:
+        return "never"
+    moment = dt.datetime.fromtimestamp(us / 1_000_000, tz=dt.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _iso(us: int | None) -> str:
+    if us is None:
+        return ""
+    return dt.datetime.fromtimestamp(us / 1_000_000, tz=dt.UTC).isoformat(timespec="seconds")
+
+
+def _ago(us: int | None, now_us: int | None = None) -> str:
+    if us is None:
+        return "never"
+    now = now_us if now_us is not None else int(dt.datetime.now(dt.UTC).timestamp() * 1e6)
+    seconds = max(0, (now - us) // 1_000_000)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def _pretty_json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+
+
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(_HERE / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+TEMPLATES.filters["when"] = _when
+TEMPLATES.filters["iso"] = _iso
+TEMPLATES.filters["ago"] = _ago
+TEMPLATES.filters["pretty_json"] = _pretty_json
+TEMPLATES.filters["urlpart"] = lambda value: quote(str(value), safe="")
+
+
+def project_base(project_id: str, environment: Environment | str) -> str:
+    env = environment.value if isinstance(environment, Environment) else environment
+    return f"{BASE}/p/{quote(project_id, safe='')}/{env}"
+
+
+def dashboard_principal(session: DashboardSession, project: Project, env: Environment) -> Principal:
+    """What a signed-in dashboard user acts as: every scope, in one project and environment."""
+    key = ApiKey(
+        id=f"dashboard:{session.user.email}",
+        project_id=project.id,
+        environment=env,
+        name=f"dashboard ({session.user.email})",
+        prefix="",
+        scopes=frozenset(Scope),
+        created_at=session.user.created_at,
+        last_used_at=None,
+        revoked_at=None,
+    )
+    return Principal(key=key, project=project)
+
+
+def _same_origin(req: Request) -> bool:
+    """A browser names the page a POST comes from; refuse one from another site."""
+    origin = req.header("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == req.header("host")
+
+
+async def signed_in(req: Request, ctx: Context) -> None:
+    session = await ctx.services.accounts.session(req.cookie(SESSION_COOKIE))
+    if session is None:
+        query = req.scope.get("query_string", b"").decode("latin-1")
+        raise SignInRequired(req.path + (f"?{query}" if query else ""))
+    ctx.session = session
+    if req.method not in _SAFE_METHODS:
+        form = await req.form(FORM_LIMIT)
+        if not _same_origin(req) or not csrf_matches(session, form.get("csrf") or None):
+            raise CsrfRefused(
+                "This form was sent without this page's security token (CSRF token), or from "
+                "another site; nothing was changed. Reload the page and try again."
+            )
+    project_id = req.path_params.get("project")
+    if project_id is None:
+        return
+    try:
+        env = Environment(req.path_params.get("env", ""))
+    except ValueError:
+        raise NotFound("The environment is live or test.") from None
+    project = await ctx.services.store.read(lambda db: project_sql.get_project(db, project_id))
+    if project is None:
+        raise NotFound(f"There is no project {project_id!r}.")
+    ctx.principal_or_none = dashboard_principal(session, project, env)
+
+
+async def form_of(req: Request) -> Form:
+    return await req.form(FORM_LIMIT)
+
+
+async def render(
+    req: Request, ctx: Context, template: str, status: int = 200, **values: Any
+) -> Response:
+    """A page of the dashboard: `template` inside the layout, with the switcher filled in."""
+    principal = ctx.principal_or_none
+    projects = await list_projects(ctx) if ctx.session else []
+    page: dict[str, Any] = {
+        "session": ctx.session,
+        "csrf": ctx.session.csrf_token if ctx.session else "",
+        "project": principal.project if principal else None,
+        "env": principal.environment.value if principal else None,
+        "base": project_base(principal.project_id, principal.environment) if principal else BASE,
+        "path": req.path,
+        "projects": projects,
+        "now_us": ctx.services.clock.now_us(),
+        "notice": None,
+        "section": "",
+    }
+    page.update(values)
+    html = TEMPLATES.get_template(template).render(page)
+    return html_response(html, status, dict(SECURITY_HEADERS))
+
+
+def render_error(exc: EventyardError) -> Response:
+    if isinstance(exc, SignInRequired):
+        return redirect(f"{BASE}/login?next={quote(exc.next_path, safe='')}")
+    html = TEMPLATES.get_template("error.html").render(
+        status=exc.status, title=exc.title, message=exc.message, errors=exc.errors
+    )
+    response = html_response(html, exc.status, dict(SECURITY_HEADERS))
+    response.headers.update(exc.headers)
+    return response
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after signing in: a dashboard path only, never another site."""
+    if value and value.startswith(BASE + "/") and not value.startswith("//"):
+        return value
+    return BASE + "/"
+
+
+class Pages(RouteTable):
+    """The dashboard's routes: HTML error pages, not in /openapi.json, behind the guard."""
+
+    def page(
+        self, method: str, path: str, *, summary: str, signed_in_only: bool = True
+    ) -> Callable[[Handler], Handler]:
+        return self.add(
+            method,
+            BASE + path,
+            scope=PUBLIC,
+            summary=summary,
+            include_in_schema=False,
+            render_error=render_error,
+            guard=signed_in if signed_in_only else None,
+        )
+
+
+async def list_projects(ctx: Context) -> list[Project]:
+    return await ctx.services.store.read(project_sql.list_projects)

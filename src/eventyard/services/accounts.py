@@ -1,0 +1,137 @@
+"""Dashboard users: creating them, signing them in, and the sessions that follow.
+
+Passwords are hashed with Argon2id (argon2-cffi's defaults: 64 MiB, 3 passes), which is
+memory-hard, so a stolen table costs an attacker real hardware per guess. Hashing runs in a
+thread so a sign-in never stalls the event loop. A session is a random 256-bit token in an
+HttpOnly cookie, stored as its SHA-256; each session carries its own CSRF token, which every
+form posts back (the synchronizer-token pattern).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from eventyard import ids
+from eventyard.clock import Clock
+from eventyard.errors import Conflict, InvalidRequest, Unauthenticated
+from eventyard.store import Store
+from eventyard.store import accounts as sql
+from eventyard.store.accounts import DashboardSession, DashboardUser
+from eventyard.store.db import Db
+
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 1024  # hashing cost grows with length; nobody types more
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+_HASHER = PasswordHasher()
+# Compared against when the email is unknown, so a wrong email costs as long as a wrong
+# password and the timing does not tell which emails exist.
+_DUMMY_HASH = _HASHER.hash("not a password anyone has")
+
+
+class UserExists(Conflict):
+    code = "user_exists"
+
+
+@dataclass(frozen=True)
+class NewSession:
+    token: str  # the cookie's value; not stored anywhere
+    session: DashboardSession
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidRequest(
+            f"The password has {len(password)} characters; it needs at least {MIN_PASSWORD_LENGTH}."
+        )
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidRequest(
+            f"The password has {len(password)} characters; the limit is {MAX_PASSWORD_LENGTH}."
+        )
+
+
+class AccountService:
+    def __init__(self, store: Store, clock: Clock, session_hours: int) -> None:
+        self._store = store
+        self._clock = clock
+        self._session_us = session_hours * 3600 * 1_000_000
+
+    async def create_user(self, email: str, password: str) -> DashboardUser:
+        email = email.strip()
+        if not _EMAIL.fullmatch(email) or len(email) > 254:
+            raise InvalidRequest(f"{email!r} is not an email address.")
+        check_password_rules(password)
+        password_hash = await asyncio.to_thread(_HASHER.hash, password)
+        user = DashboardUser(ids.new_id("usr"), email, self._clock.now_us(), None)
+
+        def op(db: Db) -> DashboardUser:
+            if sql.find_user(db, email) is not None:
+                raise UserExists(f"A dashboard user {email!r} already exists.")
+            sql.insert_user(db, user, password_hash)
+            return user
+
+        return await self._store.write(op)
+
+    async def set_password(self, email: str, password: str) -> DashboardUser:
+        check_password_rules(password)
+        password_hash = await asyncio.to_thread(_HASHER.hash, password)
+
+        def op(db: Db) -> DashboardUser:
+            found = sql.find_user(db, email)
+            if found is None:
+                raise InvalidRequest(f"There is no dashboard user {email!r}.")
+            sql.set_password(db, found[0].id, password_hash)
+            sql.delete_user_sessions(db, found[0].id)  # a new password signs everyone out
+            return found[0]
+
+        return await self._store.write(op)
+
+    async def sign_in(self, email: str, password: str) -> NewSession:
+        """A new session for the right email and password; one refusal for any mistake."""
+        found = await self._store.read(lambda db: sql.find_user(db, email.strip()))
+        stored = found[1] if found else _DUMMY_HASH
+        try:
+            ok: bool = await asyncio.to_thread(_HASHER.verify, stored, password)
+        except (VerificationError, InvalidHashError):
+            ok = False
+        if not ok or found is None:
+            raise Unauthenticated("The email or the password is wrong.")
+        user = found[0]
+        token = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(32)
+        now = self._clock.now_us()
+        expires = now + self._session_us
+
+        def op(db: Db) -> None:
+            sql.insert_session(db, _token_hash(token), user.id, csrf, now, expires)
+
+        await self._store.write(op)
+        return NewSession(token, DashboardSession(user, csrf, expires))
+
+    async def session(self, token: str | None) -> DashboardSession | None:
+        if not token:
+            return None
+        now = self._clock.now_us()
+        digest = _token_hash(token)
+        return await self._store.read(lambda db: sql.find_session(db, digest, now))
+
+    async def sign_out(self, token: str) -> None:
+        digest = _token_hash(token)
+        await self._store.write(lambda db: sql.delete_session(db, digest))
+
+
+def csrf_matches(session: DashboardSession, submitted: str | None) -> bool:
+    return submitted is not None and hmac.compare_digest(
+        session.csrf_token.encode(), submitted.encode("utf-8", "replace")
+    )
