@@ -23,7 +23,17 @@ from eventyard.api.context import Context
 from eventyard.api.errors import internal_error, problem_response
 from eventyard.api.http import Receive, Request, Response, Send
 from eventyard.api.routing import InvalidPathParameter, Route, Router, RouteTable
-from eventyard.api.v1 import consumers, events, keys, project, transactions, triggers, users
+from eventyard.api.v1 import (
+    consumers,
+    events,
+    keys,
+    project,
+    stats,
+    stream,
+    transactions,
+    triggers,
+    users,
+)
 from eventyard.errors import EventyardError, InternalError, ServiceUnavailable
 from eventyard.services.container import Services
 from eventyard.services.keys import require_scope
@@ -35,7 +45,18 @@ _DB_DOWN = (sqlite3.OperationalError, psycopg.OperationalError)
 
 def all_routes() -> list[Route]:
     table = RouteTable()
-    for module in (health, events, triggers, keys, project, users, consumers, transactions):
+    for module in (
+        health,
+        stream,  # before events: /v1/events/stream is not the event `stream`
+        events,
+        triggers,
+        keys,
+        project,
+        users,
+        consumers,
+        transactions,
+        stats,
+    ):
         table.extend(module.routes)
     table.extend(dashboard.routes)
     for adapter in ADAPTERS:

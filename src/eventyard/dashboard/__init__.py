@@ -8,8 +8,8 @@ plain files under `static/`.
 from __future__ import annotations
 
 from eventyard.api.routing import RouteTable
-from eventyard.dashboard import overview, session, triggers
+from eventyard.dashboard import consumers, events, keys, overview, session, triggers
 
 routes = RouteTable()
-for _module in (session, overview, triggers):
+for _module in (session, overview, triggers, keys, events, consumers):
     routes.extend(_module.routes)

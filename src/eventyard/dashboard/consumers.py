@@ -1,0 +1,7 @@
+"""The dashboard's consumers pages (being built)."""
+
+from __future__ import annotations
+
+from eventyard.dashboard.web import Pages
+
+routes = Pages()
