@@ -12,7 +12,6 @@ from eventyard.dashboard.examples import examples
 from eventyard.dashboard.web import Pages, form_of, project_base, render
 from eventyard.domain.schema import AttributeType
 from eventyard.errors import FieldError, InvalidRequest, ValidationFailed
-from eventyard.store import events as event_sql
 
 routes = Pages()
 
@@ -33,9 +32,7 @@ def origin_of(req: Request) -> str:
 async def trigger_list(req: Request, ctx: Context) -> Response:
     principal = ctx.principal
     triggers = await ctx.services.triggers.list(principal.project_id, include_archived=True)
-    activity = await ctx.services.store.read(
-        lambda db: event_sql.trigger_activity(db, principal.project_id, principal.environment)
-    )
+    activity = await ctx.services.events.trigger_activity(principal)
     return await render(
         req,
         ctx,
@@ -150,11 +147,7 @@ async def create_trigger(req: Request, ctx: Context) -> Response:
 async def trigger_page(req: Request, ctx: Context) -> Response:
     principal = ctx.principal
     trigger = await ctx.services.triggers.get(principal.project_id, req.path_params["trigger_id"])
-    count = await ctx.services.store.read(
-        lambda db: event_sql.count_events(
-            db, principal.project_id, principal.environment, trigger.id
-        )
-    )
+    count = await ctx.services.events.count_for_trigger(principal, trigger.id)
     origin = origin_of(req)
     return await render(
         req,

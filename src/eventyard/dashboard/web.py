@@ -26,8 +26,8 @@ from eventyard.api.http import Form, Request, Response, html_response, redirect
 from eventyard.api.routing import PUBLIC, Handler, RouteTable
 from eventyard.domain.models import ApiKey, Environment, Principal, Project, Scope
 from eventyard.errors import EventyardError, Forbidden, NotFound, Unauthenticated
+from eventyard.services import projects
 from eventyard.services.accounts import csrf_matches
-from eventyard.store import projects as project_sql
 from eventyard.store.accounts import DashboardSession
 
 BASE = "/dashboard"
@@ -153,9 +153,7 @@ async def signed_in(req: Request, ctx: Context) -> None:
         env = Environment(req.path_params.get("env", ""))
     except ValueError:
         raise NotFound("The environment is live or test.") from None
-    project = await ctx.services.store.read(lambda db: project_sql.get_project(db, project_id))
-    if project is None:
-        raise NotFound(f"There is no project {project_id!r}.")
+    project = await projects.get_project(ctx.services.store, project_id)
     ctx.principal_or_none = dashboard_principal(session, project, env)
 
 
@@ -222,4 +220,4 @@ class Pages(RouteTable):
 
 
 async def list_projects(ctx: Context) -> list[Project]:
-    return await ctx.services.store.read(project_sql.list_projects)
+    return await projects.list_projects(ctx.services.store)

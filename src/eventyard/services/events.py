@@ -99,3 +99,14 @@ class EventService:
                 event_sql.count_matching(db, project_id, env, query, now),
             )
         )
+
+    async def trigger_activity(self, principal: Principal) -> dict[str, tuple[int, int]]:
+        """Per trigger id: its event count and latest event time, in this environment."""
+        project_id, env = principal.project_id, principal.environment
+        return await self._store.read(lambda db: event_sql.trigger_activity(db, project_id, env))
+
+    async def count_for_trigger(self, principal: Principal, trigger_id: str) -> int:
+        project_id, env = principal.project_id, principal.environment
+        return await self._store.read(
+            lambda db: event_sql.count_events(db, project_id, env, trigger_id)
+        )

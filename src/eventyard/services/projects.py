@@ -60,3 +60,14 @@ async def set_mode(store: Store, project_id: str, mode: ProjectMode) -> Project:
     if project is None:
         raise ProjectNotFound(f"No project {project_id!r}.")
     return project
+
+
+async def list_projects(store: Store) -> list[Project]:
+    return await store.read(project_sql.list_projects)
+
+
+async def get_project(store: Store, project_id: str) -> Project:
+    project = await store.read(lambda db: project_sql.get_project(db, project_id))
+    if project is None:
+        raise ProjectNotFound(f"There is no project {project_id!r}.")
+    return project
