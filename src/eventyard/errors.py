@@ -152,6 +152,12 @@ class UnsupportedMediaType(EventyardError):
     title = "Unsupported media type"
 
 
+class TooManyRequests(EventyardError):
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+
 class ValidationFailed(EventyardError):
     code = "validation_failed"
     status = 422

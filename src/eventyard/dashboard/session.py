@@ -19,7 +19,7 @@ from eventyard.dashboard.web import (
     render,
     safe_next,
 )
-from eventyard.errors import NotFound, Unauthenticated
+from eventyard.errors import NotFound, TooManyRequests, Unauthenticated
 
 routes = Pages()
 
@@ -41,14 +41,16 @@ async def login_page(req: Request, ctx: Context) -> Response:
     return await _login_form(req, ctx, error=None, email="")
 
 
-async def _login_form(req: Request, ctx: Context, *, error: str | None, email: str) -> Response:
+async def _login_form(
+    req: Request, ctx: Context, *, error: str | None, email: str, status: int = 200
+) -> Response:
     token = secrets.token_urlsafe(24)
     next_path = safe_next(dict(req.query).get("next"))
     response = await render(
         req,
         ctx,
         "login.html",
-        status=401 if error else 200,
+        status=status,
         login_csrf=token,
         next_path=next_path,
         error=error,
@@ -72,8 +74,10 @@ async def login(req: Request, ctx: Context) -> Response:
     email = form.get("email")
     try:
         new = await ctx.services.accounts.sign_in(email, form.get("password"))
-    except Unauthenticated as exc:
-        return await _login_form(req, ctx, error=exc.message, email=email)
+    except (Unauthenticated, TooManyRequests) as exc:
+        response = await _login_form(req, ctx, error=exc.message, email=email, status=exc.status)
+        response.headers.update(exc.headers)
+        return response
     max_age = ctx.services.settings.session_hours * 3600
     response = redirect(safe_next(form.get("next")))
     response.cookies.append(_cookie(req, SESSION_COOKIE, new.token, max_age))

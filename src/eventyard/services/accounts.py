@@ -2,9 +2,13 @@
 
 Passwords are hashed with Argon2id (argon2-cffi's defaults: 64 MiB, 3 passes), which is
 memory-hard, so a stolen table costs an attacker real hardware per guess. Hashing runs in a
-thread so a sign-in never stalls the event loop. A session is a random 256-bit token in an
-HttpOnly cookie, stored as its SHA-256; each session carries its own CSRF token, which every
-form posts back (the synchronizer-token pattern).
+thread so a sign-in never stalls the event loop, at most two at a time so a flood of
+sign-ins cannot take the process's memory; after five wrong passwords for one email, that
+email waits 30 seconds between attempts (counted per process).
+
+A session is a random 256-bit token in an HttpOnly cookie, stored as its SHA-256; each
+session carries its own CSRF token, which every form posts back (the synchronizer-token
+pattern).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from eventyard import ids
 from eventyard.clock import Clock
-from eventyard.errors import Conflict, InvalidRequest, Unauthenticated
+from eventyard.errors import Conflict, InvalidRequest, TooManyRequests, Unauthenticated
+from eventyard.services.ttlcache import TtlCache
 from eventyard.store import Store
 from eventyard.store import accounts as sql
 from eventyard.store.accounts import DashboardSession, DashboardUser
@@ -34,6 +39,10 @@ _HASHER = PasswordHasher()
 # Compared against when the email is unknown, so a wrong email costs as long as a wrong
 # password and the timing does not tell which emails exist.
 _DUMMY_HASH = _HASHER.hash("not a password anyone has")
+FREE_FAILURES = 5  # wrong passwords for one email before it must wait between attempts
+FAILURE_WAIT_SECONDS = 30
+_FAILURE_MEMORY_US = 15 * 60 * 1_000_000
+_HASHES_AT_ONCE = 2
 
 
 class UserExists(Conflict):
@@ -66,13 +75,32 @@ class AccountService:
         self._store = store
         self._clock = clock
         self._session_us = session_hours * 3600 * 1_000_000
+        # email (lowercased) -> (wrong passwords in a row, time of the last one)
+        self._failures: TtlCache[str, tuple[int, int]] = TtlCache(clock, _FAILURE_MEMORY_US)
+        self._hashing: asyncio.Semaphore | None = None
+
+    async def _hash(self, password: str) -> str:
+        async with self._slot():
+            return await asyncio.to_thread(_HASHER.hash, password)
+
+    async def _verify(self, stored: str, password: str) -> bool:
+        async with self._slot():
+            try:
+                return bool(await asyncio.to_thread(_HASHER.verify, stored, password))
+            except (VerificationError, InvalidHashError):
+                return False
+
+    def _slot(self) -> asyncio.Semaphore:
+        if self._hashing is None:
+            self._hashing = asyncio.Semaphore(_HASHES_AT_ONCE)
+        return self._hashing
 
     async def create_user(self, email: str, password: str) -> DashboardUser:
         email = email.strip()
         if not _EMAIL.fullmatch(email) or len(email) > 254:
             raise InvalidRequest(f"{email!r} is not an email address.")
         check_password_rules(password)
-        password_hash = await asyncio.to_thread(_HASHER.hash, password)
+        password_hash = await self._hash(password)
         user = DashboardUser(ids.new_id("usr"), email, self._clock.now_us(), None)
 
         def op(db: Db) -> DashboardUser:
@@ -85,7 +113,7 @@ class AccountService:
 
     async def set_password(self, email: str, password: str) -> DashboardUser:
         check_password_rules(password)
-        password_hash = await asyncio.to_thread(_HASHER.hash, password)
+        password_hash = await self._hash(password)
 
         def op(db: Db) -> DashboardUser:
             found = sql.find_user(db, email)
@@ -99,14 +127,23 @@ class AccountService:
 
     async def sign_in(self, email: str, password: str) -> NewSession:
         """A new session for the right email and password; one refusal for any mistake."""
-        found = await self._store.read(lambda db: sql.find_user(db, email.strip()))
-        stored = found[1] if found else _DUMMY_HASH
-        try:
-            ok: bool = await asyncio.to_thread(_HASHER.verify, stored, password)
-        except (VerificationError, InvalidHashError):
-            ok = False
+        email = email.strip()
+        who = email.lower()
+        failed, last = self._failures.get(who) or (0, 0)
+        wait_us = FAILURE_WAIT_SECONDS * 1_000_000 - (self._clock.now_us() - last)
+        if failed >= FREE_FAILURES and wait_us > 0:
+            seconds = wait_us // 1_000_000 + 1
+            raise TooManyRequests(
+                f"{failed} wrong passwords for this email; wait {seconds} s before the next "
+                f"try (after {FREE_FAILURES} wrong ones, one try per {FAILURE_WAIT_SECONDS} s).",
+                headers={"Retry-After": str(seconds)},
+            )
+        found = await self._store.read(lambda db: sql.find_user(db, email))
+        ok = await self._verify(found[1] if found else _DUMMY_HASH, password)
         if not ok or found is None:
+            self._failures.put(who, (failed + 1, self._clock.now_us()))
             raise Unauthenticated("The email or the password is wrong.")
+        self._failures.discard(who)
         user = found[0]
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
