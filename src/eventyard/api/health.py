@@ -11,8 +11,6 @@ from eventyard.api.http import Request, Response, html_response, json_response
 from eventyard.api.routing import PUBLIC, Route, RouteTable
 from eventyard.api.schemas import COMPONENTS, SECURITY_SCHEMES
 from eventyard.errors import ServiceUnavailable
-from eventyard.store.db import Db
-from eventyard.store.transactions import oldest_pending
 
 routes = RouteTable()
 
@@ -20,10 +18,6 @@ routes = RouteTable()
 @routes.add("GET", "/healthz", scope=PUBLIC, summary="The process is up", tags=("health",))
 async def healthz(req: Request, ctx: Context) -> Response:
     return json_response({"status": "ok"})
-
-
-def _ping(db: Db) -> Any:
-    return db.scalar("SELECT 1 AS ok")
 
 
 @routes.add(
@@ -35,7 +29,7 @@ def _ping(db: Db) -> Any:
 )
 async def readyz(req: Request, ctx: Context) -> Response:
     try:
-        await ctx.services.store.read(_ping)
+        await ctx.services.store.ping()
     except Exception as exc:
         raise ServiceUnavailable(
             f"The database does not answer: {type(exc).__name__}.", headers={"Retry-After": "5"}
@@ -167,6 +161,6 @@ The machine-readable description is <a href="/openapi.json">/openapi.json</a>.</
 )
 async def metrics(req: Request, ctx: Context) -> Response:
     services = ctx.services
-    pending = await services.store.read(oldest_pending)
+    pending = await services.transactions.oldest_pending()
     text = services.metrics.render(pending, services.clock.now_us())
     return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")

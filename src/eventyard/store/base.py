@@ -66,6 +66,10 @@ class Store:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._read_here, op)
 
+    async def ping(self) -> None:
+        """Raise when the database does not answer a trivial query."""
+        await self.read(lambda db: db.scalar("SELECT 1 AS ok"))
+
     def _read_here(self, op: Callable[[Db], T]) -> T:
         db: Db | None = getattr(self._local, "db", None)
         if db is None:

@@ -13,7 +13,6 @@ from eventyard.domain.models import ConsumerState, Scope
 from eventyard.domain.timeparse import TimeParseError, parse_event_time
 from eventyard.errors import FieldError, InvalidRequest, ValidationFailed, unknown_fields
 from eventyard.services.consumers import MAX_CLAIM, MAX_LEASE_SECONDS, MAX_WAIT_SECONDS
-from eventyard.store import transactions as txn_sql
 from eventyard.views import consumer_json, event_json, transaction_json
 
 routes = RouteTable()
@@ -302,14 +301,13 @@ async def claim(req: Request, ctx: Context) -> Response:
 )
 async def consumer_transactions(req: Request, ctx: Context) -> Response:
     params = req.query_params({"state", "limit", "after"})
-    consumer = await ctx.services.consumers.get(ctx.principal, req.path_params["consumer_id"])
     raw_limit = params.get("limit", "50")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
         raise InvalidRequest(f"limit must be a whole number from 1 to 1000; got {raw_limit!r}.")
     limit = int(raw_limit)
     state, after = params.get("state") or None, params.get("after") or None
-    rows = await ctx.services.store.read(
-        lambda db: txn_sql.list_transactions(db, consumer.id, state, after, limit + 1)
+    rows = await ctx.services.transactions.of_consumer(
+        ctx.principal, req.path_params["consumer_id"], state, after, limit + 1
     )
     page = rows[:limit]
     return json_response(
