@@ -66,6 +66,10 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/v1/events/batch"): Case(200, 200, body={"events": [_EVENT]}),
     ("GET", "/v1/events"): Case(200, 200, query={"user_id": USER_ID}),
     ("GET", "/v1/events/{event_id}"): Case(404, 404),
+    # From the beginning of time, for a second: A's live event must not come through.
+    ("GET", "/v1/events/stream"): Case(
+        200, 200, query={"since_id": "evt_" + "0" * 26, "max_seconds": "0.5"}
+    ),
     ("POST", "/v1/triggers"): Case(201, 201, body={"name": "Probe"}),
     ("GET", "/v1/triggers"): Case(200, 200, query={"archived": "true"}),
     ("GET", "/v1/triggers/{trigger_id}"): Case(200, 404),
@@ -92,6 +96,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/v1/transactions/{transaction_id}"): Case(404, 404),
     ("PATCH", "/v1/transactions/{transaction_id}"): Case(404, 404, body={"state": "finished"}),
     ("POST", "/v1/transactions/{transaction_id}/retry"): Case(404, 404),
+    ("GET", "/v1/stats"): Case(200, 200, query={"window": "day"}),
 }
 
 # Native routes, reached with `Authorization: Bearer`; each adapter's door is checked with

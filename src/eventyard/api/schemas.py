@@ -457,3 +457,101 @@ BODY_ERRORS: dict[int, dict[str, Any]] = {
     413: problem("The body is larger than the request limit (512 KB by default)."),
     422: problem("The body does not validate; `errors` says where."),
 }
+
+_COUNTS = {"type": "array", "items": {"type": "integer"}, "description": "events per bucket"}
+_PER_MINUTE = {
+    "type": "array",
+    "items": {"type": "number"},
+    "description": "each bucket's count divided by its minutes: for `day`, a 15-minute average",
+}
+COMPONENTS["Stats"] = {
+    "type": "object",
+    "description": "Events per trigger in clock-aligned buckets (by event time), and delivery "
+    "health per consumer, for the key's project and environment.",
+    "required": [
+        "window",
+        "bucket_seconds",
+        "start",
+        "end",
+        "generated_at",
+        "buckets",
+        "triggers",
+        "totals",
+        "pending_backlog",
+        "oldest_pending_at",
+        "failing_deliveries",
+        "consumers",
+    ],
+    "properties": {
+        "window": {"type": "string", "enum": ["hour", "day"]},
+        "bucket_seconds": {"type": "integer", "description": "60 for hour, 900 for day"},
+        "start": {**_TIME, "description": "the first bucket's start"},
+        "end": {**_TIME, "description": "the last bucket's end (it is still filling)"},
+        "generated_at": _TIME,
+        "buckets": {"type": "array", "items": _TIME, "description": "each bucket's start"},
+        "triggers": {
+            "type": "array",
+            "description": "triggers with events in the window, busiest first",
+            "items": {
+                "type": "object",
+                "required": ["trigger", "name", "counts", "events_per_minute", "total"],
+                "properties": {
+                    "trigger": {"type": "string", "description": "the trigger's id"},
+                    "name": {"type": "string"},
+                    "counts": _COUNTS,
+                    "events_per_minute": _PER_MINUTE,
+                    "total": {"type": "integer"},
+                },
+            },
+        },
+        "totals": {
+            "type": "object",
+            "required": ["counts", "events_per_minute", "total"],
+            "properties": {
+                "counts": _COUNTS,
+                "events_per_minute": _PER_MINUTE,
+                "total": {"type": "integer", "description": "events in the window"},
+            },
+        },
+        "pending_backlog": {
+            "type": "integer",
+            "description": "transactions not yet finished or failed, all consumers, now",
+        },
+        "oldest_pending_at": _NULLABLE_TIME,
+        "failing_deliveries": {
+            "type": "integer",
+            "description": "transactions that in the window had a webhook attempt not answered "
+            "2xx (timeouts included) or were set to `failed`; each counted once",
+        },
+        "consumers": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "consumer": {"type": "string", "description": "the consumer's id"},
+                    "name": {"type": "string"},
+                    "kind": {"type": "string", "enum": ["webhook", "pull"]},
+                    "state": {"type": "string", "enum": ["enabled", "paused", "disabled"]},
+                    "pending": {"type": "integer"},
+                    "oldest_pending_at": _NULLABLE_TIME,
+                    "oldest_pending_age_seconds": {"type": ["integer", "null"]},
+                    "attempts": {
+                        "type": "integer",
+                        "description": "webhook attempts in the window",
+                    },
+                    "failures": {
+                        "type": "integer",
+                        "description": "webhook attempts not answered 2xx; for a pull consumer, "
+                        "transactions reported failed",
+                    },
+                    "failing_deliveries": {"type": "integer"},
+                    "success_rate": {
+                        "type": ["number", "null"],
+                        "description": "0..1 over the window's attempts (pull: its finished "
+                        "and failed transactions); null when there were none",
+                    },
+                },
+            },
+        },
+    },
+}
