@@ -66,7 +66,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/v1/events/batch"): Case(200, 200, body={"events": [_EVENT]}),
     ("GET", "/v1/events"): Case(200, 200, query={"user_id": USER_ID}),
     ("GET", "/v1/events/{event_id}"): Case(404, 404),
-    # From the beginning of time, for a second: A's live event must not come through.
+    # From the beginning of time, for half a second: A's live event must not come through.
     ("GET", "/v1/events/stream"): Case(
         200, 200, query={"since_id": "evt_" + "0" * 26, "max_seconds": "0.5"}
     ),

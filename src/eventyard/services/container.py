@@ -12,6 +12,7 @@ from eventyard.services.consumers import ConsumerService
 from eventyard.services.events import EventService
 from eventyard.services.ingest import IngestService
 from eventyard.services.keys import KeyService
+from eventyard.services.live import LiveFeed
 from eventyard.services.transactions import TransactionService
 from eventyard.services.triggers import TriggerService
 from eventyard.settings import Settings
@@ -32,6 +33,7 @@ class Services:
     transactions: TransactionService
     metrics: DeliveryMetrics
     accounts: AccountService
+    live: LiveFeed
 
 
 def build_services(store: Store, settings: Settings, clock: Clock | None = None) -> Services:
@@ -40,17 +42,19 @@ def build_services(store: Store, settings: Settings, clock: Clock | None = None)
     triggers = TriggerService(store, clock, settings.cache_seconds)
     notifier = Notifier()
     consumers = ConsumerService(store, settings, clock, notifier)
+    committed = Notifier()  # pulsed after each commit of events, for the live feeds
     return Services(
         store=store,
         settings=settings,
         clock=clock,
         keys=keys,
         triggers=triggers,
-        ingest=IngestService(store, settings, clock, triggers, notifier),
+        ingest=IngestService(store, settings, clock, triggers, notifier, committed),
         events=EventService(store, clock),
         notifier=notifier,
         consumers=consumers,
         transactions=TransactionService(store, settings, clock, consumers, notifier),
         metrics=DeliveryMetrics(),
         accounts=AccountService(store, clock, settings.session_hours),
+        live=LiveFeed(store, clock, committed),
     )

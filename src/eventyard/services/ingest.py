@@ -99,8 +99,10 @@ class IngestService:
         clock: Clock,
         triggers: TriggerService,
         notifier: Notifier,
+        committed: Notifier | None = None,
     ) -> None:
         self._notifier = notifier
+        self._committed = committed  # wakes the live feeds (services/live.py) of this process
         self._store = store
         self._settings = settings
         self._clock = clock
@@ -259,6 +261,8 @@ class IngestService:
         )
         if written.transactions_created:
             self._notifier.pulse()
+        if self._committed is not None:
+            self._committed.pulse()
         stored = written.results
         for trigger in new_triggers:
             self._triggers.forget(project_id, trigger.id)

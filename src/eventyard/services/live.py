@@ -1,0 +1,161 @@
+"""The live feed: new events of one project and environment as they are stored.
+
+It polls the database rather than listening to ingest, so it sees every process's events
+when several `eventyard serve` share one PostgreSQL. Ids are time-ordered, so each poll
+asks for the events whose id is past a floor. Two processes' ids (and one process's commit
+groups) can commit slightly out of order, an older id after a newer one, so the floor
+trails the present by a lookback window and a set of the ids already sent keeps the window's
+re-reads from sending an event twice. A pulse from ingest in this process wakes the feed at
+once; otherwise it polls every half second. One query reads at most `batch` rows; a full
+page is followed by the next at once, from where it ended, until the feed is caught up.
+
+Without `since_id` the feed starts now. With it (an SSE client's `Last-Event-ID`), it starts
+just after that event, so a reconnecting client misses nothing; the events of the lookback
+window below that id are taken as already sent, so a reconnect does not repeat them either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+from eventyard.clock import Clock
+from eventyard.delivery.notify import Notifier
+from eventyard.domain.models import Event, Principal
+from eventyard.ids import is_valid_id
+from eventyard.store import Store
+from eventyard.store.event_feed import events_after
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # the alphabet of eventyard.ids
+_MS_CHARS = 10  # a ULID is 10 characters of milliseconds, then 16 of randomness
+_LOWEST, _HIGHEST = "0" * 16, "Z" * 16
+_PRIME_PAGES = 20  # how far the start-up read of the window goes, in pages
+
+
+def _ms_part(ms: int) -> str:
+    ms = max(0, min(ms, (1 << 48) - 1))
+    return "".join(_CROCKFORD[(ms >> (5 * i)) & 31] for i in reversed(range(_MS_CHARS)))
+
+
+def first_id_at(ms: int) -> str:
+    """The lowest event id that can be made in millisecond `ms`."""
+    return f"evt_{_ms_part(ms)}{_LOWEST}"
+
+
+def last_id_at(ms: int) -> str:
+    """The highest event id that can be made in millisecond `ms`."""
+    return f"evt_{_ms_part(ms)}{_HIGHEST}"
+
+
+def ms_of(event_id: str) -> int:
+    value = 0
+    for char in event_id[4 : 4 + _MS_CHARS]:
+        value = value * 32 + _CROCKFORD.index(char)
+    return value
+
+
+def is_event_id(value: str) -> bool:
+    return is_valid_id(value, "evt")
+
+
+@dataclass(frozen=True)
+class FeedFilter:
+    trigger: str | None = None
+    user_id: str | None = None
+    source: str | None = None
+
+
+class LiveFeed:
+    """Follows new events; `follow` yields lists of events, or `[]` when a heartbeat is due."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        pulse: Notifier,
+        *,
+        poll_seconds: float = 0.5,
+        heartbeat_seconds: float = 15.0,
+        lookback_ms: int = 2000,
+        batch: int = 500,
+        min_gap_seconds: float = 0.05,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._pulse = pulse
+        self.poll_seconds = poll_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.lookback_ms = lookback_ms
+        self.batch = batch
+        self.min_gap_seconds = min_gap_seconds  # a busy ingest pulses often: poll at most this
+
+    async def _read(
+        self,
+        principal: Principal,
+        after: str,
+        feed: FeedFilter,
+        upto: str | None = None,
+    ) -> list[Event]:
+        project_id, env = principal.project_id, principal.environment
+        now, limit = self._clock.now_us(), self.batch
+        return await self._store.read(
+            lambda db: events_after(
+                db,
+                project_id,
+                env,
+                after,
+                now=now,
+                limit=limit,
+                upto_id=upto,
+                trigger=feed.trigger,
+                user_id=feed.user_id,
+                source=feed.source,
+            )
+        )
+
+    def _window(self, high: str) -> str:
+        """Where a sweep starts: the lookback window's floor, never above what was sent."""
+        floor = first_id_at(self._clock.now_us() // 1000 - self.lookback_ms)
+        return min(floor, high)
+
+    async def follow(
+        self, principal: Principal, feed: FeedFilter, since_id: str | None = None
+    ) -> AsyncGenerator[list[Event], None]:
+        high = since_id if since_id is not None else last_id_at(self._clock.now_us() // 1000)
+        sent: set[str] = set()
+        # The window below the start: what is there now was there before the client came.
+        after = self._window(high)
+        for _ in range(_PRIME_PAGES):
+            seen = await self._read(principal, after, feed, upto=high)
+            sent.update(e.id for e in seen)
+            if len(seen) < self.batch:
+                break
+            after = seen[-1].id
+        beat_at = time.monotonic() + self.heartbeat_seconds
+        while True:
+            window = self._window(high)
+            sent = {i for i in sent if i > window}
+            after = window
+            while True:
+                rows = await self._read(principal, after, feed)
+                fresh = [e for e in rows if e.id not in sent]
+                if fresh:
+                    sent.update(e.id for e in fresh)
+                    high = max(high, fresh[-1].id)
+                    beat_at = time.monotonic() + self.heartbeat_seconds
+                    yield fresh
+                if len(rows) < self.batch:
+                    break
+                after = rows[-1].id
+            polled = time.monotonic()
+            wait = min(self.poll_seconds, beat_at - polled)
+            if wait > 0:
+                await self._pulse.wait(wait)
+            if time.monotonic() >= beat_at:
+                beat_at = time.monotonic() + self.heartbeat_seconds
+                yield []
+            rest = self.min_gap_seconds - (time.monotonic() - polled)
+            if rest > 0:
+                await asyncio.sleep(rest)
