@@ -1,7 +1,94 @@
-"""The dashboard's keys pages (being built)."""
+"""Settings → Secret keys: the project's keys, "+ Create secret key", and revoking one.
+
+The list shows both environments' keys, since a project's operator manages both; the form
+defaults to the environment in the path. A new key's secret exists only in the answer to
+the create form — the store keeps its hash — so that page is rendered directly, with the
+secret shown once, instead of redirecting to a page that could not show it again.
+"""
 
 from __future__ import annotations
 
-from eventyard.dashboard.web import Pages
+from typing import Any
+
+from eventyard.api.context import Context
+from eventyard.api.http import Request, Response, redirect
+from eventyard.api.v1.keys import MAX_KEY_NAME
+from eventyard.dashboard.web import Pages, form_of, project_base, render
+from eventyard.domain.models import ApiKey, Environment, Scope
+from eventyard.errors import FieldError, InvalidRequest
+from eventyard.services.keys import parse_scopes
 
 routes = Pages()
+
+SCOPES = [s.value for s in Scope]
+_NOTICES = {
+    "revoked": "The key is revoked: requests that send it are refused from now on.",
+}
+
+
+async def _keys_page(
+    req: Request,
+    ctx: Context,
+    *,
+    values: dict[str, Any] | None = None,
+    errors: list[FieldError] | None = None,
+    created: tuple[ApiKey, str] | None = None,
+) -> Response:
+    principal = ctx.principal
+    keys = await ctx.services.keys.list(principal.project_id)
+    keys.sort(key=lambda k: (k.revoked_at is not None, -k.created_at, k.id))
+    return await render(
+        req,
+        ctx,
+        "keys.html",
+        status=422 if errors else 200,
+        section="keys",
+        keys=keys,
+        scopes=SCOPES,
+        environments=[e.value for e in Environment],
+        values=values or {"scopes": ["write"], "environment": principal.environment.value},
+        errors=errors or [],
+        created_key=created[0] if created else None,
+        created_secret=created[1] if created else None,
+        notice=_NOTICES.get(dict(req.query).get("notice", "")),
+    )
+
+
+@routes.page("GET", "/p/{project}/{env}/keys", summary="Settings: secret keys")
+async def key_list(req: Request, ctx: Context) -> Response:
+    return await _keys_page(req, ctx)
+
+
+@routes.page("POST", "/p/{project}/{env}/keys", summary="Create a secret key")
+async def create_key(req: Request, ctx: Context) -> Response:
+    form = await form_of(req)
+    name = form.get("name").strip()
+    raw_scopes = form.getlist("scopes")
+    env_value = form.get("environment", ctx.principal.environment.value)
+    values = {"name": name, "scopes": raw_scopes, "environment": env_value}
+    errors: list[FieldError] = []
+    if not name:
+        errors.append(FieldError("name", "Give the key a name, such as “billing server”."))
+    elif len(name) > MAX_KEY_NAME:
+        errors.append(FieldError("name", f"A name has at most {MAX_KEY_NAME} characters."))
+    scopes = frozenset[Scope]()
+    try:
+        scopes = parse_scopes(raw_scopes)
+    except InvalidRequest as exc:
+        errors.append(FieldError("scopes", f"Choose at least one scope ({exc.message})."))
+    try:
+        environment = Environment(env_value)
+    except ValueError:
+        errors.append(FieldError("environment", "The environment is live or test."))
+        environment = ctx.principal.environment
+    if errors:
+        return await _keys_page(req, ctx, values=values, errors=errors)
+    created = await ctx.services.keys.create(ctx.principal.project_id, environment, scopes, name)
+    return await _keys_page(req, ctx, created=created)
+
+
+@routes.page("POST", "/p/{project}/{env}/keys/{key_id}/revoke", summary="Revoke a secret key")
+async def revoke_key(req: Request, ctx: Context) -> Response:
+    await ctx.services.keys.revoke(ctx.principal.project_id, req.path_params["key_id"])
+    base = project_base(ctx.principal.project_id, ctx.principal.environment)
+    return redirect(f"{base}/keys?notice=revoked")
