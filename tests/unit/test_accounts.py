@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 
 from eventyard.clock import FrozenClock
-from eventyard.errors import Conflict, InvalidRequest, Unauthenticated
-from eventyard.services.accounts import MIN_PASSWORD_LENGTH, AccountService
+from eventyard.errors import Conflict, InvalidRequest, TooManyRequests, Unauthenticated
+from eventyard.services.accounts import (
+    FAILURE_WAIT_SECONDS,
+    FREE_FAILURES,
+    MIN_PASSWORD_LENGTH,
+    AccountService,
+)
 from eventyard.store import Store
 
 pytestmark = pytest.mark.anyio
@@ -162,3 +167,27 @@ async def test_set_password_checks_the_rules_and_the_user(accounts: AccountServi
     assert await accounts.session(kept.token) is not None  # a refused change signs no one out
     with pytest.raises(InvalidRequest):
         await accounts.set_password("nobody@example.com", "long enough password")
+
+
+async def test_after_five_wrong_passwords_the_email_waits_between_tries(
+    accounts: AccountService, clock: FrozenClock
+) -> None:
+    await accounts.create_user(EMAIL, PASSWORD)
+    for _ in range(FREE_FAILURES):
+        with pytest.raises(Unauthenticated):
+            await accounts.sign_in(EMAIL, "wrong password")
+    # Even the right password waits now: the refusal says how long, and so does Retry-After.
+    with pytest.raises(TooManyRequests) as waiting:
+        await accounts.sign_in(EMAIL, PASSWORD)
+    assert waiting.value.status == 429
+    assert waiting.value.headers["Retry-After"] == str(FAILURE_WAIT_SECONDS)
+    assert f"{FAILURE_WAIT_SECONDS} s" in waiting.value.message
+    # Another email is not held up.
+    await accounts.create_user("grace@example.com", PASSWORD)
+    await accounts.sign_in("grace@example.com", PASSWORD)
+    clock.advance(FAILURE_WAIT_SECONDS)
+    new = await accounts.sign_in(EMAIL, PASSWORD)
+    assert new.session.user.email == EMAIL
+    # A success clears the count: the next wrong password is refused, not held up.
+    with pytest.raises(Unauthenticated):
+        await accounts.sign_in(EMAIL, "wrong password")
