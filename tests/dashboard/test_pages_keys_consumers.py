@@ -131,7 +131,7 @@ async def test_a_live_key_can_be_made_from_the_test_environment_page(
     [
         ({"name": "", "scopes": ["write"]}, "Give the key a name"),
         ({"name": "x", "scopes": []}, "Choose at least one scope"),
-        ({"name": "x", "scopes": ["root"]}, "unknown scope"),
+        ({"name": "x", "scopes": ["root"]}, "Unknown scope"),
         ({"name": "x" * 201, "scopes": ["write"]}, "at most 200 characters"),
         ({"name": "x", "scopes": ["write"], "environment": "prod"}, "live or test"),
     ],

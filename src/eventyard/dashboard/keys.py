@@ -75,7 +75,8 @@ async def create_key(req: Request, ctx: Context) -> Response:
     try:
         scopes = parse_scopes(raw_scopes)
     except InvalidRequest as exc:
-        errors.append(FieldError("scopes", f"Choose at least one scope ({exc.message})."))
+        problem = exc.message if raw_scopes else "Choose at least one scope."
+        errors.append(FieldError("scopes", problem[:1].upper() + problem[1:]))
     try:
         environment = Environment(env_value)
     except ValueError:
