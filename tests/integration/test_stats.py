@@ -61,9 +61,7 @@ async def stats(api: Api, window: str = "hour", key: str | None = None) -> dict[
 
 def series(body: dict[str, Any]) -> dict[str, dict[int, int]]:
     """Per trigger, its non-zero buckets by index."""
-    return {
-        s["trigger"]: {i: n for i, n in enumerate(s["counts"]) if n} for s in body["triggers"]
-    }
+    return {s["trigger"]: {i: n for i, n in enumerate(s["counts"]) if n} for s in body["triggers"]}
 
 
 async def test_the_hour_counts_events_per_minute_and_trigger(world: World) -> None:
@@ -189,8 +187,10 @@ async def test_a_key_sees_only_its_project_and_environment(world: World) -> None
         (world.other.live_key, world.other),
     ):
         body = await stats(who, key=key)
-        assert body["triggers"] == [] and body["totals"]["total"] == 0
-        assert body["consumers"] == [] and body["pending_backlog"] == 0
+        assert body["triggers"] == []
+        assert body["totals"]["total"] == 0
+        assert body["consumers"] == []
+        assert body["pending_backlog"] == 0
         assert "secret_trigger" not in str(body)
 
 
