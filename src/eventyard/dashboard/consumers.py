@@ -19,7 +19,7 @@ from eventyard.dashboard.web import Pages, form_of, project_base, render
 from eventyard.delivery.outbound import blocked_reason
 from eventyard.domain.models import Consumer, ConsumerKind, ConsumerState
 from eventyard.errors import FieldError, InvalidRequest, ValidationFailed
-from eventyard.store.consumer_health import ConsumerHealth, consumer_health
+from eventyard.store.consumer_health import ConsumerHealth
 
 routes = Pages()
 
@@ -80,9 +80,7 @@ def private_destination(url: str | None) -> str | None:
 async def _health(ctx: Context) -> dict[str, ConsumerHealth]:
     principal = ctx.principal
     since = ctx.services.clock.now_us() - HEALTH_WINDOW_US
-    return await ctx.services.store.read(
-        lambda db: consumer_health(db, principal.project_id, principal.environment, since)
-    )
+    return await ctx.services.consumers.health(principal, since)
 
 
 @routes.page("GET", "/p/{project}/{env}/consumers", summary="The consumers list")

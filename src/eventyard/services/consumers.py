@@ -34,6 +34,7 @@ from eventyard.settings import Settings
 from eventyard.store import Store
 from eventyard.store import consumers as consumer_sql
 from eventyard.store import transactions as txn_sql
+from eventyard.store.consumer_health import ConsumerHealth, consumer_health
 
 MAX_NAME = 200
 MAX_TIMEOUT_SECONDS = 120
@@ -71,6 +72,11 @@ class ConsumerService:
     async def list_consumers(self, principal: Principal) -> list[Consumer]:
         project_id, env = principal.project_id, principal.environment
         return await self._store.read(lambda db: consumer_sql.list_consumers(db, project_id, env))
+
+    async def health(self, principal: Principal, since: int) -> dict[str, ConsumerHealth]:
+        """Per consumer id: backlog now, and delivery outcomes since `since`."""
+        project_id, env = principal.project_id, principal.environment
+        return await self._store.read(lambda db: consumer_health(db, project_id, env, since))
 
     async def get_by_name(self, principal: Principal, name: str) -> Consumer | None:
         project_id, env = principal.project_id, principal.environment
