@@ -97,6 +97,9 @@ def serve(host: str | None, port: int | None, no_worker: bool, database_url: str
         access_log=False,
         log_level=settings.log_level,
         server_header=False,
+        # Open event streams never end by themselves: on SIGTERM, finish ordinary requests
+        # and then close what is still open, rather than wait for every client to leave.
+        timeout_graceful_shutdown=5,
     )
 
 
