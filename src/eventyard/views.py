@@ -15,6 +15,7 @@ from eventyard.domain.models import (
     Transaction,
     Trigger,
 )
+from eventyard.services.transactions import summarize
 
 
 def time_or_none(value: int | None) -> str | None:
@@ -138,4 +139,19 @@ def transaction_json(txn: Transaction) -> dict[str, Any]:
         "updated_at": format_us(txn.updated_at),
         "history": [history_json(h) for h in txn.history],
         "delivery_attempts": [attempt_json(a) for a in txn.delivery_attempts],
+    }
+
+
+def event_detail_json(event: Event, transactions: list[Transaction]) -> dict[str, Any]:
+    """An event as `GET /v1/events/{id}` shows it: with its transactions and their summary."""
+    summary = summarize(transactions)
+    return {
+        **event_json(event),
+        "transactions": [transaction_json(t) for t in transactions],
+        "processing": {
+            "has_transactions": summary.has_transactions,
+            "total_transactions": summary.total,
+            "has_future_transactions": summary.has_future_transactions,
+            "is_completed": summary.is_completed,
+        },
     }

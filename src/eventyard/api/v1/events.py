@@ -20,9 +20,8 @@ from eventyard.errors import (
 )
 from eventyard.services.events import DEFAULT_PAGE, MAX_PAGE, decode_cursor
 from eventyard.services.ingest import ItemResult, single_result_error
-from eventyard.services.transactions import summarize
 from eventyard.store.events import EventQuery, Outcome
-from eventyard.views import event_json, transaction_json
+from eventyard.views import event_detail_json, event_json
 
 routes = RouteTable()
 SOURCE = "api"
@@ -268,16 +267,4 @@ async def list_events(req: Request, ctx: Context) -> Response:
 async def get_event(req: Request, ctx: Context) -> Response:
     event = await ctx.services.events.get(ctx.principal, req.path_params["event_id"])
     transactions = await ctx.services.transactions.of_event(event.id)
-    summary = summarize(transactions)
-    return json_response(
-        {
-            **event_json(event),
-            "transactions": [transaction_json(t) for t in transactions],
-            "processing": {
-                "has_transactions": summary.has_transactions,
-                "total_transactions": summary.total,
-                "has_future_transactions": summary.has_future_transactions,
-                "is_completed": summary.is_completed,
-            },
-        }
-    )
+    return json_response(event_detail_json(event, transactions))

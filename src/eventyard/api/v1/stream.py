@@ -20,11 +20,10 @@ from eventyard.api.context import Context
 from eventyard.api.http import Request, Response, StreamResponse
 from eventyard.api.routing import RouteTable
 from eventyard.api.schemas import AUTH_ERRORS, problem
-from eventyard.domain.models import Event, Principal, Scope, Transaction
+from eventyard.domain.models import Event, Principal, Scope
 from eventyard.errors import InvalidRequest
 from eventyard.services.live import FeedFilter, is_event_id
-from eventyard.services.transactions import summarize
-from eventyard.views import event_json, transaction_json
+from eventyard.views import event_detail_json
 
 routes = RouteTable()
 
@@ -50,21 +49,6 @@ _PARAMS = (
         "description": "end the stream after this many seconds (default: it stays open)",
     },
 )
-
-
-def event_detail_json(event: Event, transactions: list[Transaction]) -> dict[str, Any]:
-    """An event as `GET /v1/events/{id}` shows it: with its transactions and their summary."""
-    summary = summarize(transactions)
-    return {
-        **event_json(event),
-        "transactions": [transaction_json(t) for t in transactions],
-        "processing": {
-            "has_transactions": summary.has_transactions,
-            "total_transactions": summary.total,
-            "has_future_transactions": summary.has_future_transactions,
-            "is_completed": summary.is_completed,
-        },
-    }
 
 
 def sse_message(event_id: str, data: dict[str, Any]) -> bytes:
