@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.server import ServerProcess, init_project
 from tests.receiver import Receiver, Reply
@@ -238,3 +241,39 @@ def receiver() -> Iterator[ThreadedReceiver]:
         yield running
     finally:
         running.close()
+
+
+def send(server: DashboardServer, trigger: str, user_id: str, payload: Any) -> dict[str, Any]:
+    """POST /v1/events with the project's live admin key; the created event."""
+    with server.api() as api:
+        sent = api.post(
+            "/v1/events", json={"trigger": trigger, "user_id": user_id, "payload": payload}
+        )
+    assert sent.status_code == 201, sent.text
+    body: dict[str, Any] = sent.json()
+    return body
+
+
+def until(check: Callable[[], bool], within: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def create_webhook_consumer(
+    page: Any, server: DashboardServer, name: str, url: str, trigger: str
+) -> tuple[str, str]:
+    """Create a webhook consumer through the form: its ID and its once-shown secret."""
+    page.goto(server.base() + "/consumers")
+    page.get_by_role("link", name=re.compile("Create consumer")).first.click()
+    page.get_by_role("radio", name=re.compile("Webhook")).check()
+    page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_label("URL (webhook only)").fill(url)
+    page.get_by_label(re.compile("^Triggers")).fill(trigger)
+    page.get_by_role("button", name="Create").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(name)
+    secret: str = page.get_by_label(f"Signing secret of {name}").input_value()
+    assert secret.startswith("whsec_"), secret
+    consumer_id: str = page.locator("#consumer-id-value").inner_text()
+    return consumer_id, secret

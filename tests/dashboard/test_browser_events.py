@@ -9,34 +9,21 @@ receiver is fixed, delivers it.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.dashboard.conftest import DashboardServer, ThreadedReceiver
+from tests.dashboard.conftest import (
+    DashboardServer,
+    ThreadedReceiver,
+    create_webhook_consumer,
+    send,
+    until,
+)
 from tests.receiver import Reply
 
 XSS_SCRIPT = "<script>window.__xss=1</script>"
 XSS_IMG = '<img src=x onerror="window.__xss=2;alert(1)">'
-
-
-def send(server: DashboardServer, trigger: str, user_id: str, payload: Any) -> dict[str, Any]:
-    with server.api() as api:
-        sent = api.post(
-            "/v1/events", json={"trigger": trigger, "user_id": user_id, "payload": payload}
-        )
-    assert sent.status_code == 201, sent.text
-    body: dict[str, Any] = sent.json()
-    return body
-
-
-def until(check: Callable[[], bool], within: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def start_live(page: Any) -> None:
@@ -132,30 +119,12 @@ def test_a_payload_with_markup_is_shown_as_text_and_runs_nothing(
     assert dialogs == []
 
 
-def _create_webhook_consumer(
-    page: Any, server: DashboardServer, name: str, url: str, trigger: str
-) -> str:
-    """Create a webhook consumer through the form; its ID, from its page."""
-    page.goto(server.base() + "/consumers")
-    page.get_by_role("link", name=re.compile("Create consumer")).first.click()
-    page.get_by_role("radio", name=re.compile("Webhook")).check()
-    page.get_by_label("Name", exact=True).fill(name)
-    page.get_by_label("URL (webhook only)").fill(url)
-    page.get_by_label(re.compile("^Triggers")).fill(trigger)
-    page.get_by_role("button", name="Create").click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text(name)
-    secret = page.get_by_label(f"Signing secret of {name}").input_value()
-    assert secret.startswith("whsec_"), secret
-    consumer_id: str = page.locator("#consumer-id-value").inner_text()
-    return consumer_id
-
-
 def test_a_failing_webhook_shows_its_attempts_and_retry_delivers_once_it_is_fixed(
     signed_in_page: Any, dashboard_server: DashboardServer, receiver: ThreadedReceiver
 ) -> None:
     receiver.answer(Reply(500, body=b"receiver is down for maintenance"))
     page = signed_in_page
-    consumer_id = _create_webhook_consumer(
+    consumer_id, _ = create_webhook_consumer(
         page, dashboard_server, "billing hook", receiver.url("/hooks/billing"), "payment_hook"
     )
     sent = send(dashboard_server, "payment_hook", "payer-1", {"value": 42})
