@@ -24,7 +24,7 @@ def test_signing_in_through_the_form_leads_to_the_overview_with_the_environment_
     fresh_page: Any, dashboard_server: DashboardServer
 ) -> None:
     page = fresh_page
-    page.goto(dashboard_server.url + "/dashboard/")
+    page.goto(dashboard_server.base() + "/")
     expect(page).to_have_url(re.compile(r"/dashboard/login\?next="))
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
 

@@ -406,3 +406,21 @@ async def test_next_leads_back_to_the_page_asked_for(dash: Dashboard) -> None:
     shown = await dash.client.get(wanted, headers=with_session(token))
     assert shown.status_code == 200
     assert "successful_payment" in shown.text
+
+
+async def test_a_wrong_password_keeps_next_for_the_second_try(dash: Dashboard) -> None:
+    wanted = f"/dashboard/p/{dash.project_id}/live/triggers"
+    page = await dash.client.get("/dashboard/login", params={"next": wanted})
+    wrong = await dash.client.post(
+        "/dashboard/login",
+        data={"csrf": _login_token(page), "email": EMAIL, "password": "nope", "next": wanted},
+    )
+    assert wrong.status_code == 401
+    assert f'name="next" value="{wanted}"' in wrong.text
+    right = await dash.client.post(
+        "/dashboard/login",
+        data={"csrf": _login_token(wrong), "email": EMAIL, "password": PASSWORD, "next": wanted},
+    )
+    dash.client.cookies.clear()
+    assert right.status_code == 303
+    assert right.headers["location"] == wanted

@@ -45,7 +45,9 @@ async def _login_form(
     req: Request, ctx: Context, *, error: str | None, email: str, status: int = 200
 ) -> Response:
     token = secrets.token_urlsafe(24)
-    next_path = safe_next(dict(req.query).get("next"))
+    next_path = safe_next(
+        (await form_of(req)).get("next") if req.method == "POST" else dict(req.query).get("next")
+    )
     response = await render(
         req,
         ctx,
