@@ -188,3 +188,48 @@ def test_a_failing_webhook_shows_its_attempts_and_retry_delivers_once_it_is_fixe
     expect(page.get_by_role("region", name="Events")).to_contain_text("billing hook: finished")
     page.goto(dashboard_server.base() + f"/consumers/{consumer_id}")
     expect(page.get_by_role("group", name="Health")).to_contain_text("1 of 4 attempts")
+
+
+def test_filters_and_paging(signed_in_page: Any, dashboard_server: DashboardServer) -> None:
+    events = [
+        {"trigger": "paged", "user_id": f"pager-{i:02d}", "payload": {"i": i}} for i in range(55)
+    ]
+    with dashboard_server.api() as api:
+        sent = api.post("/v1/events/batch", json={"events": events})
+    assert sent.status_code == 200, sent.text
+    page = signed_in_page
+    page.goto(dashboard_server.base() + "/events")
+    filters = page.get_by_role("form", name="Filter events")
+    filters.get_by_label("Trigger").select_option("paged")
+    filters.get_by_role("button", name="Filter").click()
+    rows = page.get_by_role("region", name="Events").locator("tbody tr")
+    expect(rows).to_have_count(50)
+    for i in range(50):
+        expect(rows.nth(i)).to_contain_text("paged")
+    page.get_by_role("navigation", name="Pages").get_by_role("link", name="Older →").click()
+    expect(rows).to_have_count(5)
+    expect(page.get_by_role("link", name="Older →")).to_have_count(0)
+    shown = {rows.nth(i).locator("td").nth(2).inner_text() for i in range(5)}
+    page.get_by_role("link", name="← Newest").click()
+    expect(rows).to_have_count(50)
+    first_page = {rows.nth(i).locator("td").nth(2).inner_text() for i in range(50)}
+    assert not shown & first_page
+    assert shown | first_page == {f"pager-{i:02d}" for i in range(55)}
+
+    # One user.
+    filters.get_by_label("User ID").fill("pager-07")
+    filters.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("pager-07")
+    # A source that sent nothing, and a time range in the future: nothing matches.
+    page.goto(dashboard_server.base() + "/events?trigger=paged&source=segment")
+    expect(page.locator("#no-events")).to_contain_text("No events match")
+    filters.get_by_label("From (UTC)").fill("2099-01-01T00:00:00")
+    filters.get_by_label("Source").fill("")
+    filters.get_by_role("button", name="Filter").click()
+    expect(page.locator("#no-events")).to_contain_text("No events match")
+    # Live follows trigger, user and source only: with a time range it is off.
+    expect(page.get_by_role("button", name="Live")).to_be_disabled()
+    # Clear brings back everything.
+    page.get_by_role("link", name="Clear").click()
+    expect(rows).to_have_count(50)

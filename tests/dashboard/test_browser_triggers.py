@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.dashboard.conftest import DashboardServer
+from tests.e2e.server import init_project
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -198,3 +199,54 @@ def test_a_trigger_that_is_not_valid_comes_back_with_the_errors_and_the_values_k
     expect(page.get_by_role("alert")).to_contain_text("The trigger was not created")
     expect(page.get_by_label("Name", exact=True)).to_have_value("Bad One")
     expect(page.get_by_label("Trigger ID")).to_have_value("Not Valid!")
+
+
+def test_the_switcher_moves_between_projects_and_keeps_the_section(
+    signed_in_page: Any, dashboard_server: DashboardServer
+) -> None:
+    other = init_project(dashboard_server.database_url, "globex")
+    other_id = other["project"]["id"]
+    with dashboard_server.api() as api:
+        made = api.post("/v1/triggers", json={"id": "acme_only", "name": "Acme Only"})
+    assert made.status_code == 201, made.text
+    page = signed_in_page
+    page.goto(dashboard_server.base() + "/triggers")
+    expect(page.get_by_role("row", name=re.compile("Acme Only"))).to_be_visible()
+    page.get_by_role("combobox", name=re.compile("^Project")).select_option(label="globex")
+    expect(page).to_have_url(f"{dashboard_server.url}/dashboard/p/{other_id}/live/triggers")
+    expect(page.get_by_role("heading", name="Triggers", exact=True)).to_be_visible()
+    expect(page.locator("main")).not_to_contain_text("Acme Only")
+    expect(page.get_by_role("combobox", name=re.compile("^Project"))).to_have_value(other_id)
+    page.get_by_role("combobox", name=re.compile("^Environment")).select_option("test")
+    expect(page).to_have_url(f"{dashboard_server.url}/dashboard/p/{other_id}/test/triggers")
+    expect(page.locator(".env-badge")).to_have_text("test")
+
+
+def test_archiving_a_trigger_asks_first_and_then_the_api_refuses_its_events(
+    signed_in_page: Any, dashboard_server: DashboardServer
+) -> None:
+    with dashboard_server.api() as api:
+        made = api.post("/v1/triggers", json={"id": "old_promo", "name": "Old Promo"})
+        assert made.status_code == 201, made.text
+        assert (
+            api.post("/v1/events", json={"trigger": "old_promo", "user_id": "u1"}).status_code
+            == 201
+        )
+    page = signed_in_page
+    page.goto(dashboard_server.base() + "/triggers/old_promo")
+    messages: list[str] = []
+    page.once("dialog", lambda d: (messages.append(d.message), d.dismiss()))
+    page.get_by_role("button", name="Archive trigger").click()
+    page.wait_for_timeout(300)
+    assert messages
+    assert "old_promo" in messages[0]
+    expect(page.locator("main")).to_contain_text("active")
+    page.once("dialog", lambda d: (messages.append(d.message), d.accept()))
+    page.get_by_role("button", name="Archive trigger").click()
+    expect(page.get_by_role("status")).to_contain_text("The trigger is archived")
+    expect(page.get_by_role("button", name="Archive trigger")).to_have_count(0)
+    with dashboard_server.api() as api:
+        refused = api.post("/v1/events", json={"trigger": "old_promo", "user_id": "u2"})
+        assert refused.status_code in (409, 410, 422), refused.text
+    page.get_by_role("link", name="← Triggers").click()
+    expect(page.get_by_role("row", name=re.compile("Old Promo"))).to_contain_text("archived")
