@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from tests.e2e.server import ServerProcess, init_project  # noqa: E402
 from tests.receiver import Receiver, Reply  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("EVENTYARD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -1,8 +1,9 @@
 """Fixtures for driving the dashboard in a real headless Chromium against a real server.
 
-* `browser`: Debian's chromium (/usr/bin/chromium) through Playwright's sync API, one per
-  module. Without chromium the browser tests are skipped, unless EVENTYARD_REQUIRE_BROWSER=1
-  (CI sets it), where that is a failure: CI must not pass by skipping.
+* `browser`: Debian's chromium (/usr/bin/chromium, or EVENTYARD_CHROMIUM) through
+  Playwright's sync API, one per module. Without chromium the browser tests are skipped,
+  unless EVENTYARD_REQUIRE_BROWSER=1 (CI sets it), where that is a failure: CI must not
+  pass by skipping.
 * `dashboard_server`: `eventyard serve` as a process on a free port, with a fresh SQLite
   database, a project made by `eventyard init`, and a dashboard user made by
   `eventyard users create --password-stdin` (so the CLI is exercised too). Private webhook
@@ -35,7 +36,8 @@ from playwright.sync_api import expect
 from tests.e2e.server import ServerProcess, init_project
 from tests.receiver import Receiver, Reply
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium; EVENTYARD_CHROMIUM names another Chromium binary (never downloaded).
+CHROMIUM = Path(os.environ.get("EVENTYARD_CHROMIUM", "/usr/bin/chromium"))
 REQUIRE_BROWSER = os.environ.get("EVENTYARD_REQUIRE_BROWSER") == "1"
 CHROMIUM_ARGS = [
     "--no-sandbox",
