@@ -233,3 +233,22 @@ def test_filters_and_paging(signed_in_page: Any, dashboard_server: DashboardServ
     # Clear brings back everything.
     page.get_by_role("link", name="Clear").click()
     expect(rows).to_have_count(50)
+
+
+def test_test_events_stay_in_the_test_environment_and_are_marked(
+    signed_in_page: Any, dashboard_server: DashboardServer
+) -> None:
+    with dashboard_server.api("test") as api:
+        sent = api.post("/v1/events", json={"trigger": "sandbox", "user_id": "tester-1"})
+    assert sent.status_code == 201, sent.text
+    page = signed_in_page
+    page.goto(dashboard_server.base() + "/events")
+    expect(page.get_by_role("region", name="Events")).not_to_contain_text("tester-1")
+    page.goto(dashboard_server.base("test") + "/events")
+    row = page.get_by_role("region", name="Events").locator("tbody tr").filter(has_text="tester-1")
+    expect(row.locator(".test-mark")).to_have_text("test")
+    expect(page.get_by_role("note")).to_contain_text("Test environment")
+    # The live page of a test event does not exist.
+    response = page.goto(dashboard_server.base() + f"/events/{sent.json()['id']}")
+    assert response is not None
+    assert response.status == 404

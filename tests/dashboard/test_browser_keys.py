@@ -137,3 +137,24 @@ def test_a_key_without_a_name_or_scopes_is_not_created(
     expect(form.get_by_label("Name your secret key")).to_have_value("no scopes")
     assert page.get_by_role("region", name="Secret keys").get_by_role("row").count() == before
     expect(page.get_by_label(re.compile(r"^Secret key \("))).to_have_count(0)
+
+
+def test_the_copy_button_puts_the_secret_on_the_clipboard(
+    signed_in_page: Any, dashboard_server: DashboardServer
+) -> None:
+    page = signed_in_page
+    page.context.grant_permissions(
+        ["clipboard-read", "clipboard-write"], origin=dashboard_server.url
+    )
+    page.goto(dashboard_server.base() + "/keys")
+    page.get_by_text("+ Create secret key").click()
+    form = page.get_by_role("form", name="Create secret key")
+    form.get_by_label("Name your secret key").fill("copied")
+    form.get_by_role("button", name="Create").click()
+    secret = page.get_by_label(re.compile(r"^Secret key \(live\)")).input_value()
+    copy = page.get_by_role("region", name=re.compile("copied")).get_by_role("button")
+    expect(copy).to_have_text("Copy")
+    copy.click()
+    expect(copy).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+    expect(page.locator("#announcer")).to_have_text("Copied")  # said to screen readers
