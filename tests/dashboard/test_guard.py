@@ -25,6 +25,7 @@ import pytest
 
 from eventyard.api.app import EventyardApp, all_routes
 from eventyard.api.routing import Route
+from eventyard.domain.models import Environment
 from eventyard.services.container import Services
 from eventyard.services.projects import init_project
 from eventyard.store.db import Db
@@ -62,10 +63,21 @@ class Dashboard:
     client: httpx.AsyncClient
     project_id: str
     trigger_id: str
+    event_id: str
+    consumer_id: str
+    key_id: str
 
     def path(self, route: Route) -> str:
         """The route's path with its parameters filled: real ids where there are some."""
-        known = {"project": self.project_id, "env": "live", "trigger_id": self.trigger_id}
+        known = {
+            "project": self.project_id,
+            "env": "live",
+            "trigger_id": self.trigger_id,
+            "event_id": self.event_id,
+            "consumer_id": self.consumer_id,
+            "key_id": self.key_id,
+            "name": "app.css",
+        }
 
         def fill(match: re.Match[str]) -> str:
             name = match.group(1)
@@ -81,7 +93,24 @@ async def dash(client: httpx.AsyncClient, services: Services) -> Dashboard:
         made.project.id, {"name": "Successful Payment", "id": "successful_payment"}
     )
     await services.accounts.create_user(EMAIL, PASSWORD)
-    return Dashboard(client, made.project.id, trigger.id)
+    live = {"Authorization": f"Bearer {made.keys[Environment.LIVE]}"}
+    consumer = await client.post(
+        "/v1/consumers", json={"name": "batch", "kind": "pull"}, headers=live
+    )
+    assert consumer.status_code == 201, consumer.text
+    event = await client.post(
+        "/v1/events", json={"trigger": trigger.id, "user_id": "u1"}, headers=live
+    )
+    assert event.status_code == 201, event.text
+    keys = await client.get("/v1/keys", headers=live)
+    return Dashboard(
+        client,
+        made.project.id,
+        trigger.id,
+        event.json()["id"],
+        consumer.json()["id"],
+        keys.json()["data"][0]["id"],
+    )
 
 
 def _login_token(page: httpx.Response) -> str:
@@ -187,6 +216,27 @@ async def test_a_page_without_a_session_redirects_to_sign_in_with_next(
     forged = await dash.client.get(path, headers=with_session("forged-token"))
     assert forged.status_code == 303
     assert forged.headers["location"].startswith("/dashboard/login?next=")
+
+
+SIGNED_IN_GETS = [r for r in GUARDED_GETS if not r.path.endswith("/stream")]
+
+
+@pytest.mark.parametrize("route", SIGNED_IN_GETS, ids=_ids(SIGNED_IN_GETS))
+async def test_every_page_opens_for_a_signed_in_user(dash: Dashboard, route: Route) -> None:
+    """Past the guard, with real ids, every page renders (or sends on to one that does)."""
+    token = await session_of(dash.client)
+    path = dash.path(route)
+    if route.path == "/dashboard/switch":
+        path += f"?project={dash.project_id}&env=test&section=events"
+    response = await dash.client.get(path, headers=with_session(token))
+    if response.status_code == 303:
+        location = response.headers["location"]
+        assert location.startswith(f"/dashboard/p/{dash.project_id}/"), location
+        response = await dash.client.get(location, headers=with_session(token))
+    assert response.status_code == 200, (path, response.text[:2000])
+    assert "text/html" in response.headers["content-type"]
+    assert "content-security-policy" in response.headers
+    assert "Sign out" in response.text
 
 
 async def test_next_keeps_the_query_string(dash: Dashboard) -> None:
