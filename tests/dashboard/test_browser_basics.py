@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -154,3 +155,37 @@ def test_unknown_pages_and_projects_are_404_pages(
         assert response is not None
         assert response.status == 404, path
         expect(page.get_by_role("heading", level=1)).to_contain_text(re.compile("404"))
+
+
+def test_behind_a_tls_proxy_on_the_same_machine_the_cookies_are_secure(
+    dashboard_server: DashboardServer,
+) -> None:
+    """uvicorn trusts X-Forwarded-Proto from 127.0.0.1, as a local TLS proxy sends it."""
+    proxied = {"x-forwarded-proto": "https", "x-forwarded-for": "203.0.113.9"}
+    with httpx.Client(base_url=dashboard_server.url, headers=proxied, timeout=10) as client:
+        page = client.get("/dashboard/login")
+        login_cookie = page.headers["set-cookie"]
+        assert "; Secure" in login_cookie
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token is not None
+        signed_in = client.post(
+            "/dashboard/login",
+            data={
+                "csrf": token.group(1),
+                "email": dashboard_server.email,
+                "password": dashboard_server.password,
+                "next": "",
+            },
+            headers={"cookie": login_cookie.split(";", 1)[0]},
+        )
+    assert signed_in.status_code == 303
+    (session,) = [
+        line
+        for line in signed_in.headers.get_list("set-cookie")
+        if line.startswith("eventyard_session=")
+    ]
+    assert "; Secure" in session
+    assert "; HttpOnly" in session
+    # Without the proxy's header, plain http: no Secure flag (a browser would drop it).
+    plain = httpx.get(dashboard_server.url + "/dashboard/login", timeout=10)
+    assert "Secure" not in plain.headers["set-cookie"]
