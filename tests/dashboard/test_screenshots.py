@@ -56,7 +56,7 @@ def test_the_screenshot_script_writes_every_page(tmp_path: Path) -> None:
         assert height >= 600, name
 
 
-def test_the_committed_screenshots_are_the_ones_the_script_makes() -> None:
+def test_docs_images_hold_every_screenshot_the_script_makes() -> None:
     images = ROOT / "docs" / "images"
     for name, width in EXPECTED.items():
         assert (images / name).exists(), (
