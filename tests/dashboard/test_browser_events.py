@@ -238,11 +238,18 @@ def test_filters_and_paging(signed_in_page: Any, dashboard_server: DashboardServ
 def test_test_events_stay_in_the_test_environment_and_are_marked(
     signed_in_page: Any, dashboard_server: DashboardServer
 ) -> None:
+    page = signed_in_page
+    page.goto(dashboard_server.base() + "/events")
+    start_live(page)
     with dashboard_server.api("test") as api:
         sent = api.post("/v1/events", json={"trigger": "sandbox", "user_id": "tester-1"})
     assert sent.status_code == 201, sent.text
-    page = signed_in_page
-    page.goto(dashboard_server.base() + "/events")
+    send(dashboard_server, "sandbox", "live-after-test", {})
+    # The live page's stream brings the live event, never the test one sent before it.
+    table = page.get_by_role("region", name="Events")
+    expect(table).to_contain_text("live-after-test")
+    expect(table).not_to_contain_text("tester-1")
+    page.reload()
     expect(page.get_by_role("region", name="Events")).not_to_contain_text("tester-1")
     page.goto(dashboard_server.base("test") + "/events")
     row = page.get_by_role("region", name="Events").locator("tbody tr").filter(has_text="tester-1")
