@@ -14,17 +14,10 @@ from playwright.sync_api import expect
 from tests.dashboard.conftest import DashboardServer
 
 XSS_NAME = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
-# A fieldset's default `min-width: min-content` lets Create Trigger's attribute table widen
-# the page to ~870 px instead of scrolling in its region; `fieldset { min-width: 0 }` in
-# app.css fixes it (checked by setting it from a script).
-_FIELDSET_OVERFLOW = pytest.mark.xfail(
-    reason="app.css: a fieldset needs min-width: 0 for the attribute table to scroll",
-    strict=False,
-)
 PAGES = [
     "/",
     "/triggers",
-    pytest.param("/triggers/new", marks=_FIELDSET_OVERFLOW),
+    "/triggers/new",
     "/events",
     "/consumers",
     "/consumers/new",

@@ -252,11 +252,6 @@ def test_archiving_a_trigger_asks_first_and_then_the_api_refuses_its_events(
     expect(page.get_by_role("row", name=re.compile("Old Promo"))).to_contain_text("archived")
 
 
-@pytest.mark.xfail(
-    reason="triggers.py create_trigger catches ValidationFailed and InvalidRequest, not the "
-    "409 Conflict of a taken ID: a bare error page replaces the form",
-    strict=False,
-)
 def test_a_taken_trigger_id_comes_back_on_the_form_with_the_values_kept(
     signed_in_page: Any, dashboard_server: DashboardServer
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -11,7 +12,7 @@ from eventyard.api.http import Form, Request, Response, redirect
 from eventyard.dashboard.examples import examples
 from eventyard.dashboard.web import Pages, form_of, project_base, render
 from eventyard.domain.schema import AttributeType
-from eventyard.errors import FieldError, InvalidRequest, ValidationFailed
+from eventyard.errors import Conflict, FieldError, InvalidRequest, ValidationFailed
 
 routes = Pages()
 
@@ -21,6 +22,34 @@ _NOTICES = {
     "created": "The trigger is created. Its ID is below; send events to it with a key.",
     "archived": "The trigger is archived: its events stay, new ones are refused.",
 }
+
+
+_ATTRIBUTE_PATH = re.compile(r"^\$\.attributes\[(\d+)\]\.?(.*)$")
+_FIELD_LABELS = {
+    "$": "The trigger",
+    "$.name": "Name",
+    "$.id": "Trigger ID",
+    "$.type": "Type",
+    "$.description": "Description",
+    "$.attributes": "Attributes",
+    "$.additional_attributes": "Other payload fields",
+}
+
+
+def field_label(path: str) -> str:
+    """What the form calls the field a JSON path names: `$.attributes[0].values` → Attribute 1
+    values."""
+    if path in _FIELD_LABELS:
+        return _FIELD_LABELS[path]
+    attribute = _ATTRIBUTE_PATH.match(path)
+    if attribute:
+        rest = attribute.group(2)
+        return f"Attribute {int(attribute.group(1)) + 1}" + (f" {rest}" if rest else "")
+    if path.startswith("$.json_schema"):
+        return "JSON Schema" + (
+            f" at {path[len('$.json_schema') :]}" if path != "$.json_schema" else ""
+        )
+    return path
 
 
 def origin_of(req: Request) -> str:
@@ -62,7 +91,7 @@ async def _trigger_form(
         section="triggers",
         values=values,
         rows=rows,
-        errors=errors,
+        errors=[(field_label(e.path), e.message) for e in errors],
         attribute_types=ATTRIBUTE_TYPES,
     )
 
@@ -136,7 +165,7 @@ async def create_trigger(req: Request, ctx: Context) -> Response:
     }
     try:
         trigger = await ctx.services.triggers.create(ctx.principal.project_id, trigger_body(form))
-    except (ValidationFailed, InvalidRequest) as exc:
+    except (ValidationFailed, InvalidRequest, Conflict) as exc:
         errors = exc.errors or [FieldError("$", exc.message)]
         return await _trigger_form(req, ctx, values=values, errors=errors)
     base = project_base(ctx.principal.project_id, ctx.principal.environment)
