@@ -2,8 +2,9 @@
 
 The forms map to the same bodies the v1 API takes, so the service's validation answers them
 and its field errors are shown beside the form (422), never as a server error. A webhook
-consumer's signing secret is shown once, on the page answering the create or rotate form:
-it is rendered directly, not after a redirect, since no later page shows it.
+consumer's signing secret is shown once, on its page right after the create or rotate form
+redirects there (carried by `reveal_once`), so a reload neither repeats the action nor
+shows the secret again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from urllib.parse import quote, urlsplit
 
 from eventyard.api.context import Context
 from eventyard.api.http import Form, Request, Response, redirect
-from eventyard.dashboard.web import Pages, form_of, project_base, render
+from eventyard.dashboard.web import (
+    Pages,
+    forget_revealed,
+    form_of,
+    project_base,
+    render,
+    reveal_once,
+    revealed,
+)
 from eventyard.delivery.outbound import blocked_reason
 from eventyard.domain.models import Consumer, ConsumerKind, ConsumerState
 from eventyard.errors import FieldError, InvalidRequest, ValidationFailed
@@ -29,6 +38,9 @@ _NOTICES = {
     "paused": "The consumer is paused: its transactions wait, nothing is sent or claimed.",
     "resumed": "The consumer is enabled again; its waiting transactions go out now.",
     "deleted": "The consumer is deleted; its open transactions were closed as failed.",
+    "rotated": "The signing secret is rotated. The previous one keeps signing too until it "
+    "expires.",
+    "rotated_alone": "The signing secret is rotated; the previous one no longer signs.",
 }
 # The v1 body's field paths, as the form names them.
 _FIELD_LABELS = {
@@ -141,11 +153,16 @@ async def create_consumer(req: Request, ctx: Context) -> Response:
     except (ValidationFailed, InvalidRequest) as exc:
         errors = exc.errors or [FieldError("$", exc.message)]
         return await _consumer_form(req, ctx, values=values, errors=errors)
-    if consumer.kind is ConsumerKind.WEBHOOK:
-        return await _consumer_page(
-            req, ctx, consumer, secret=consumer.secret, notice=_NOTICES["created"]
-        )
-    return redirect(_consumer_url(ctx, consumer.id, "created"))
+    return _with_secret(req, ctx, consumer, "created")
+
+
+def _with_secret(req: Request, ctx: Context, consumer: Consumer, notice: str) -> Response:
+    """Redirect to the consumer's page, which shows its signing secret once (if it has one)."""
+    response = redirect(_consumer_url(ctx, consumer.id, notice))
+    if consumer.secret is None:
+        return response
+    page = _consumer_url(ctx, consumer.id, notice).split("?", 1)[0]
+    return reveal_once(req, response, page, consumer.secret)
 
 
 def _consumer_url(ctx: Context, consumer_id: str, notice: str) -> str:
@@ -187,7 +204,15 @@ async def _consumer_page(
 @routes.page("GET", "/p/{project}/{env}/consumers/{consumer_id}", summary="A consumer's page")
 async def consumer_page(req: Request, ctx: Context) -> Response:
     consumer = await ctx.services.consumers.get(ctx.principal, req.path_params["consumer_id"])
-    return await _consumer_page(req, ctx, consumer, notice=_notice(req))
+    secret = revealed(req)
+    response = await _consumer_page(
+        req,
+        ctx,
+        consumer,
+        secret=secret if secret == consumer.secret else None,
+        notice=_notice(req),
+    )
+    return forget_revealed(req, response)
 
 
 @routes.page("POST", "/p/{project}/{env}/consumers/{consumer_id}/pause", summary="Pause")
@@ -215,12 +240,7 @@ async def rotate_secret(req: Request, ctx: Context) -> Response:
     consumer = await ctx.services.consumers.rotate_secret(
         ctx.principal, req.path_params["consumer_id"], overlap
     )
-    notice = (
-        "The signing secret is rotated. The previous one keeps signing too until it expires."
-        if overlap is None
-        else "The signing secret is rotated; the previous one no longer signs."
-    )
-    return await _consumer_page(req, ctx, consumer, secret=consumer.secret, notice=notice)
+    return _with_secret(req, ctx, consumer, "rotated" if overlap is None else "rotated_alone")
 
 
 def _since_of(value: str) -> int:

@@ -2,8 +2,9 @@
 
 The list shows both environments' keys, since a project's operator manages both; the form
 defaults to the environment in the path. A new key's secret exists only in the answer to
-the create form — the store keeps its hash — so that page is rendered directly, with the
-secret shown once, instead of redirecting to a page that could not show it again.
+the create form — the store keeps its hash — so the form redirects to the list with the
+secret in a one-time cookie (`reveal_once`): the list shows it once, and a reload neither
+shows it again nor creates a second key.
 """
 
 from __future__ import annotations
@@ -13,8 +14,16 @@ from typing import Any
 from eventyard.api.context import Context
 from eventyard.api.http import Request, Response, redirect
 from eventyard.api.v1.keys import MAX_KEY_NAME
-from eventyard.dashboard.web import Pages, form_of, project_base, render
-from eventyard.domain.models import ApiKey, Environment, Scope
+from eventyard.dashboard.web import (
+    Pages,
+    forget_revealed,
+    form_of,
+    project_base,
+    render,
+    reveal_once,
+    revealed,
+)
+from eventyard.domain.models import Environment, Scope
 from eventyard.errors import FieldError, InvalidRequest
 from eventyard.services.keys import parse_scopes
 
@@ -32,10 +41,12 @@ async def _keys_page(
     *,
     values: dict[str, Any] | None = None,
     errors: list[FieldError] | None = None,
-    created: tuple[ApiKey, str] | None = None,
+    created_id: str | None = None,
+    created_secret: str | None = None,
 ) -> Response:
     principal = ctx.principal
     keys = await ctx.services.keys.list(principal.project_id)
+    created_key = next((k for k in keys if k.id == created_id), None) if created_id else None
     keys.sort(key=lambda k: (k.revoked_at is not None, -k.created_at, k.id))
     return await render(
         req,
@@ -48,15 +59,21 @@ async def _keys_page(
         environments=[e.value for e in Environment],
         values=values or {"scopes": ["write"], "environment": principal.environment.value},
         errors=errors or [],
-        created_key=created[0] if created else None,
-        created_secret=created[1] if created else None,
+        created_key=created_key,
+        created_secret=created_secret,
         notice=_NOTICES.get(dict(req.query).get("notice", "")),
     )
 
 
 @routes.page("GET", "/p/{project}/{env}/keys", summary="Settings: secret keys")
 async def key_list(req: Request, ctx: Context) -> Response:
-    return await _keys_page(req, ctx)
+    created_id = dict(req.query).get("created")
+    secret = None
+    kept = revealed(req)
+    if created_id and kept and kept.startswith(created_id + ":"):
+        secret = kept.split(":", 1)[1]
+    response = await _keys_page(req, ctx, created_id=created_id, created_secret=secret)
+    return forget_revealed(req, response)
 
 
 @routes.page("POST", "/p/{project}/{env}/keys", summary="Create a secret key")
@@ -84,8 +101,11 @@ async def create_key(req: Request, ctx: Context) -> Response:
         environment = ctx.principal.environment
     if errors:
         return await _keys_page(req, ctx, values=values, errors=errors)
-    created = await ctx.services.keys.create(ctx.principal.project_id, environment, scopes, name)
-    return await _keys_page(req, ctx, created=created)
+    key, secret = await ctx.services.keys.create(
+        ctx.principal.project_id, environment, scopes, name
+    )
+    page = f"{project_base(ctx.principal.project_id, ctx.principal.environment)}/keys"
+    return reveal_once(req, redirect(f"{page}?created={key.id}"), page, f"{key.id}:{secret}")
 
 
 @routes.page("POST", "/p/{project}/{env}/keys/{key_id}/revoke", summary="Revoke a secret key")

@@ -18,6 +18,7 @@ from eventyard.dashboard.web import (
     project_base,
     render,
     safe_next,
+    set_cookie,
 )
 from eventyard.errors import NotFound, TooManyRequests, Unauthenticated
 
@@ -29,11 +30,6 @@ _STATIC = {
     "live.js": "text/javascript; charset=utf-8",
 }
 _SECTIONS = {"", "triggers", "events", "consumers", "keys"}
-
-
-def _cookie(req: Request, name: str, value: str, max_age: int, same_site: str = "Lax") -> str:
-    secure = "; Secure" if req.is_https else ""
-    return f"{name}={value}; Path={BASE}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
 
 
 @routes.page("GET", "/login", summary="The sign-in page", signed_in_only=False)
@@ -58,7 +54,7 @@ async def _login_form(
         error=error,
         email=email,
     )
-    response.cookies.append(_cookie(req, LOGIN_CSRF_COOKIE, token, 3600, "Strict"))
+    response.cookies.append(set_cookie(req, LOGIN_CSRF_COOKIE, token, 3600, same_site="Strict"))
     return response
 
 
@@ -82,8 +78,8 @@ async def login(req: Request, ctx: Context) -> Response:
         return response
     max_age = ctx.services.settings.session_hours * 3600
     response = redirect(safe_next(form.get("next")))
-    response.cookies.append(_cookie(req, SESSION_COOKIE, new.token, max_age))
-    response.cookies.append(_cookie(req, LOGIN_CSRF_COOKIE, "", 0, "Strict"))
+    response.cookies.append(set_cookie(req, SESSION_COOKIE, new.token, max_age))
+    response.cookies.append(set_cookie(req, LOGIN_CSRF_COOKIE, "", 0, same_site="Strict"))
     return response
 
 
@@ -93,7 +89,7 @@ async def logout(req: Request, ctx: Context) -> Response:
     if token:
         await ctx.services.accounts.sign_out(token)
     response = redirect(f"{BASE}/login")
-    response.cookies.append(_cookie(req, SESSION_COOKIE, "", 0))
+    response.cookies.append(set_cookie(req, SESSION_COOKIE, "", 0))
     return response
 
 

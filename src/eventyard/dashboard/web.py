@@ -33,6 +33,8 @@ from eventyard.store.accounts import DashboardSession
 BASE = "/dashboard"
 SESSION_COOKIE = "eventyard_session"
 LOGIN_CSRF_COOKIE = "eventyard_login_csrf"
+REVEAL_COOKIE = "eventyard_reveal"
+_REVEAL_SECONDS = 120
 FORM_LIMIT = 256 * 1024  # a trigger's schema is the largest thing a form carries
 _SAFE_METHODS = {"GET", "HEAD"}
 _HERE = Path(__file__).parent
@@ -155,6 +157,47 @@ async def signed_in(req: Request, ctx: Context) -> None:
         raise NotFound("The environment is live or test.") from None
     project = await projects.get_project(ctx.services.store, project_id)
     ctx.principal_or_none = dashboard_principal(session, project, env)
+
+
+def set_cookie(
+    req: Request,
+    name: str,
+    value: str,
+    max_age: int,
+    *,
+    same_site: str = "Lax",
+    path: str = BASE,
+) -> str:
+    """A Set-Cookie value: HttpOnly always, Secure when the request came over TLS."""
+    secure = "; Secure" if req.is_https else ""
+    return f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
+
+
+def reveal_once(req: Request, response: Response, page: str, secret: str) -> Response:
+    """Let the GET of `page` (where `response` redirects) show `secret`, once.
+
+    A secret exists only in the answer to the form that made it. Rendering it in the POST's
+    answer would make a reload submit the form again (a second key); instead the secret
+    rides to the next page in a short-lived HttpOnly cookie scoped to that page's path,
+    which the page clears as it shows it.
+    """
+    cookie = set_cookie(req, REVEAL_COOKIE, secret, _REVEAL_SECONDS, same_site="Strict", path=page)
+    response.cookies.append(cookie)
+    return response
+
+
+def revealed(req: Request) -> str | None:
+    """The secret `reveal_once` left for this page, if any (see `forget_revealed`)."""
+    return req.cookie(REVEAL_COOKIE) or None
+
+
+def forget_revealed(req: Request, response: Response) -> Response:
+    """Clear the one-time secret as the page showing it is answered."""
+    if req.cookie(REVEAL_COOKIE):
+        response.cookies.append(
+            set_cookie(req, REVEAL_COOKIE, "", 0, same_site="Strict", path=req.path)
+        )
+    return response
 
 
 async def form_of(req: Request) -> Form:
