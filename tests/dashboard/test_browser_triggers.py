@@ -212,12 +212,24 @@ def test_the_switcher_moves_between_projects_and_keeps_the_section(
     page = signed_in_page
     page.goto(dashboard_server.base() + "/triggers")
     expect(page.get_by_role("row", name=re.compile("Acme Only"))).to_be_visible()
-    page.get_by_role("combobox", name=re.compile("^Project")).select_option(label="globex")
+    # With the pointer, a choice switches at once.
+    project = page.get_by_role("combobox", name=re.compile("^Project"))
+    project.click()
+    project.select_option(label="globex")
     expect(page).to_have_url(f"{dashboard_server.url}/dashboard/p/{other_id}/live/triggers")
     expect(page.get_by_role("heading", name="Triggers", exact=True)).to_be_visible()
     expect(page.locator("main")).not_to_contain_text("Acme Only")
     expect(page.get_by_role("combobox", name=re.compile("^Project"))).to_have_value(other_id)
-    page.get_by_role("combobox", name=re.compile("^Environment")).select_option("test")
+    # With the keyboard, arrows only browse the options; the Switch button goes.
+    environment = page.get_by_role("combobox", name=re.compile("^Environment"))
+    environment.focus()
+    page.keyboard.press("ArrowDown")
+    expect(environment).to_have_value("test")  # the choice moved, and fired "change"
+    page.wait_for_timeout(300)
+    expect(page).to_have_url(f"{dashboard_server.url}/dashboard/p/{other_id}/live/triggers")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Switch")).to_be_focused()
+    page.keyboard.press("Enter")
     expect(page).to_have_url(f"{dashboard_server.url}/dashboard/p/{other_id}/test/triggers")
     expect(page.locator(".env-badge")).to_have_text("test")
 

@@ -132,7 +132,7 @@ class AccountService:
         failed, last = self._failures.get(who) or (0, 0)
         wait_us = FAILURE_WAIT_SECONDS * 1_000_000 - (self._clock.now_us() - last)
         if failed >= FREE_FAILURES and wait_us > 0:
-            seconds = wait_us // 1_000_000 + 1
+            seconds = -(-wait_us // 1_000_000)  # whole seconds, rounded up
             raise TooManyRequests(
                 f"{failed} wrong passwords for this email; wait {seconds} s before the next "
                 f"try (after {FREE_FAILURES} wrong ones, one try per {FAILURE_WAIT_SECONDS} s).",

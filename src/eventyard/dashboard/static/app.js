@@ -17,8 +17,13 @@ function announce(text) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  // The switcher follows a choice made with the pointer at once. Arrow keys on a closed
+  // select also fire "change", so keyboard users browse freely and press "Switch".
   for (const select of document.querySelectorAll("select[data-autosubmit]")) {
-    select.addEventListener("change", () => select.form.submit());
+    let pointer = false;
+    select.addEventListener("pointerdown", () => { pointer = true; });
+    select.addEventListener("keydown", () => { pointer = false; });
+    select.addEventListener("change", () => { if (pointer) { select.form.submit(); } });
   }
 
   for (const button of document.querySelectorAll("button[data-copy]")) {
