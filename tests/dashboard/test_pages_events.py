@@ -156,6 +156,9 @@ async def test_the_event_page_shows_transactions_history_attempts_and_retries(
     assert ">87<" in text
     assert "HTTP 500" in text
     assert "<td>worker</td>" in text  # history: pending → failed by the worker
+    # pending was entered by the API key that sent the event: named, not just its id
+    (key,) = [k for k in await services.keys.list(api.project_id) if k.id == txn.history[0].by]
+    assert f"<td>key “{key.name}” ({key.prefix}…)</td>" in text
 
     url = f"{signed}/events/{event_id}/retry"
     refused = await client.post(url, data={"transaction": txn.id})

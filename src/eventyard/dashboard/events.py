@@ -223,11 +223,15 @@ async def event_page(req: Request, ctx: Context) -> Response:
     event = await ctx.services.events.get(principal, req.path_params["event_id"])
     transactions = await ctx.services.transactions.of_event(event.id)
     consumers = await _consumers(ctx, principal)
+    # History names its actor by key id; the page shows whose key that is.
+    keys = await ctx.services.keys.list(principal.project_id)
+    actors = {k.id: f"key “{k.name}” ({k.prefix}…)" for k in keys}
     query = dict(req.query)
     return await render(
         req,
         ctx,
         "event.html",
+        actors=actors,
         section="events",
         event=event,
         transactions=transactions,
