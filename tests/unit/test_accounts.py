@@ -195,3 +195,45 @@ async def test_after_five_wrong_passwords_the_email_waits_between_tries(
     # A success clears the count: the next wrong password is refused, not held up.
     with pytest.raises(Unauthenticated):
         await accounts.sign_in(EMAIL, "wrong password")
+
+
+async def test_guesses_sent_at_once_each_count_toward_the_wait(
+    accounts: AccountService,
+) -> None:
+    import anyio
+
+    await accounts.create_user(EMAIL, PASSWORD)
+    outcomes: list[str] = []
+
+    async def guess(n: int) -> None:
+        try:
+            await accounts.sign_in(EMAIL, f"wrong guess {n}")
+        except Unauthenticated:
+            outcomes.append("wrong")
+        except TooManyRequests:
+            outcomes.append("wait")
+
+    async with anyio.create_task_group() as tg:
+        for n in range(12):
+            tg.start_soon(guess, n)
+    # Only the first five are checked at all; the rest wait, and so does the right password.
+    assert outcomes.count("wrong") == FREE_FAILURES
+    assert outcomes.count("wait") == 12 - FREE_FAILURES
+    with pytest.raises(TooManyRequests):
+        await accounts.sign_in(EMAIL, PASSWORD)
+
+
+async def test_emails_match_by_unicode_case_folding_on_every_database(
+    accounts: AccountService,
+) -> None:
+    await accounts.create_user("Élodie@example.com", PASSWORD)
+    new = await accounts.sign_in("éLODIE@EXAMPLE.COM", PASSWORD)
+    assert new.session.user.email == "Élodie@example.com"
+    with pytest.raises(Conflict):
+        await accounts.create_user("élodie@example.com", PASSWORD)
+
+
+async def test_an_overlong_password_is_refused_without_hashing(accounts: AccountService) -> None:
+    await accounts.create_user(EMAIL, PASSWORD)
+    with pytest.raises(Unauthenticated):
+        await accounts.sign_in(EMAIL, PASSWORD + "x" * 300_000)

@@ -3,8 +3,10 @@
 Passwords are hashed with Argon2id (argon2-cffi's defaults: 64 MiB, 3 passes), which is
 memory-hard, so a stolen table costs an attacker real hardware per guess. Hashing runs in a
 thread so a sign-in never stalls the event loop, at most two at a time so a flood of
-sign-ins cannot take the process's memory; after five wrong passwords for one email, that
-email waits 30 seconds between attempts (counted per process).
+sign-ins cannot take the process's memory, and with at most 16 waiting (more are refused
+with 429). After five wrong passwords for one email, that email gets one try per 30
+seconds (counted per process, each try counted before it is checked so parallel guesses
+count too).
 
 A session is a random 256-bit token in an HttpOnly cookie, stored as its SHA-256; each
 session carries its own CSRF token, which every form posts back (the synchronizer-token
@@ -14,10 +16,12 @@ pattern).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -43,6 +47,7 @@ FREE_FAILURES = 5  # wrong passwords for one email before it must wait between a
 FAILURE_WAIT_SECONDS = 30
 _FAILURE_MEMORY_US = 15 * 60 * 1_000_000
 _HASHES_AT_ONCE = 2
+_MAX_WAITING = 16
 
 
 class UserExists(Conflict):
@@ -78,6 +83,7 @@ class AccountService:
         # email (lowercased) -> (wrong passwords in a row, time of the last one)
         self._failures: TtlCache[str, tuple[int, int]] = TtlCache(clock, _FAILURE_MEMORY_US)
         self._hashing: asyncio.Semaphore | None = None
+        self._waiting = 0  # sign-ins queued for a hashing slot
 
     async def _hash(self, password: str) -> str:
         async with self._slot():
@@ -90,10 +96,26 @@ class AccountService:
             except (VerificationError, InvalidHashError):
                 return False
 
-    def _slot(self) -> asyncio.Semaphore:
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """One of the few hashing slots; refused at once when too many already wait."""
         if self._hashing is None:
             self._hashing = asyncio.Semaphore(_HASHES_AT_ONCE)
-        return self._hashing
+        if self._waiting >= _MAX_WAITING:
+            raise TooManyRequests(
+                f"{self._waiting} sign-ins are already waiting to be checked (the limit is "
+                f"{_MAX_WAITING}); try again in a few seconds.",
+                headers={"Retry-After": "2"},
+            )
+        self._waiting += 1
+        try:
+            await self._hashing.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._hashing.release()
 
     async def create_user(self, email: str, password: str) -> DashboardUser:
         email = email.strip()
@@ -104,9 +126,8 @@ class AccountService:
         user = DashboardUser(ids.new_id("usr"), email, self._clock.now_us(), None)
 
         def op(db: Db) -> DashboardUser:
-            if sql.find_user(db, email) is not None:
+            if not sql.insert_user(db, user, password_hash):
                 raise UserExists(f"A dashboard user {email!r} already exists.")
-            sql.insert_user(db, user, password_hash)
             return user
 
         return await self._store.write(op)
@@ -128,7 +149,7 @@ class AccountService:
     async def sign_in(self, email: str, password: str) -> NewSession:
         """A new session for the right email and password; one refusal for any mistake."""
         email = email.strip()
-        who = email.lower()
+        who = email.casefold()
         failed, last = self._failures.get(who) or (0, 0)
         wait_us = FAILURE_WAIT_SECONDS * 1_000_000 - (self._clock.now_us() - last)
         if failed >= FREE_FAILURES and wait_us > 0:
@@ -138,10 +159,13 @@ class AccountService:
                 f"try (after {FREE_FAILURES} wrong ones, one try per {FAILURE_WAIT_SECONDS} s).",
                 headers={"Retry-After": str(seconds)},
             )
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise Unauthenticated("The email or the password is wrong.")
+        # Count the try before checking it, so guesses sent at once each count.
+        self._failures.put(who, (failed + 1, self._clock.now_us()))
         found = await self._store.read(lambda db: sql.find_user(db, email))
         ok = await self._verify(found[1] if found else _DUMMY_HASH, password)
         if not ok or found is None:
-            self._failures.put(who, (failed + 1, self._clock.now_us()))
             raise Unauthenticated("The email or the password is wrong.")
         self._failures.discard(who)
         user = found[0]

@@ -2,7 +2,9 @@
 
 A session row is found by the SHA-256 of its cookie token, so the database never holds a
 token that would sign anyone in; the CSRF token is stored as issued, since the pages it is
-written into are served to the session's own user.
+written into are served to the session's own user. Emails match by `email_key`, their
+case-folded form, so `Élodie@x` and `élodie@x` are one user on SQLite and PostgreSQL alike
+(SQL's `lower` folds only ASCII on SQLite).
 """
 
 from __future__ import annotations
@@ -27,12 +29,19 @@ class DashboardSession:
     expires_at: int
 
 
-def insert_user(db: Db, user: DashboardUser, password_hash: str) -> None:
-    db.execute(
-        "INSERT INTO dashboard_users (id, email, password_hash, created_at, last_login_at)"
-        " VALUES (?, ?, ?, ?, NULL)",
-        (user.id, user.email, password_hash, user.created_at),
+def email_key(email: str) -> str:
+    """What makes two emails the same user: Unicode case-folding, done here, not in SQL."""
+    return email.strip().casefold()
+
+
+def insert_user(db: Db, user: DashboardUser, password_hash: str) -> bool:
+    """Insert; False when a user with that email (case-folded) exists already."""
+    cursor = db.execute(
+        "INSERT INTO dashboard_users (id, email, email_key, password_hash, created_at,"
+        " last_login_at) VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT (email_key) DO NOTHING",
+        (user.id, user.email, email_key(user.email), password_hash, user.created_at),
     )
+    return bool(cursor.rowcount == 1)
 
 
 def set_password(db: Db, user_id: str, password_hash: str) -> None:
@@ -45,8 +54,8 @@ def find_user(db: Db, email: str) -> tuple[DashboardUser, str] | None:
     """The user with this email (compared case-insensitively) and the stored password hash."""
     row = db.one(
         "SELECT id, email, password_hash, created_at, last_login_at FROM dashboard_users"
-        " WHERE lower(email) = lower(?)",
-        (email,),
+        " WHERE email_key = ?",
+        (email_key(email),),
     )
     if row is None:
         return None

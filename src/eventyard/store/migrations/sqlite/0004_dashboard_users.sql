@@ -1,9 +1,12 @@
 -- Dashboard users (operators who sign in to /dashboard) and their sessions. A session's
--- token and CSRF token are stored as SHA-256 hashes; the cookie holds the token itself.
+-- token is stored as its SHA-256 (the cookie holds the token itself); its CSRF token is
+-- stored as issued. `email_key` is the email case-folded by the application, so matching
+-- and uniqueness are the same on every database.
 
 CREATE TABLE dashboard_users (
     id             TEXT PRIMARY KEY,
-    email          TEXT NOT NULL UNIQUE,
+    email          TEXT NOT NULL,
+    email_key      TEXT NOT NULL UNIQUE,
     password_hash  TEXT NOT NULL,
     created_at     INTEGER NOT NULL,
     last_login_at  INTEGER
