@@ -474,3 +474,19 @@ async def test_a_wrong_password_keeps_next_for_the_second_try(dash: Dashboard) -
     dash.client.cookies.clear()
     assert right.status_code == 303
     assert right.headers["location"] == wanted
+
+
+@pytest.mark.parametrize(
+    ("next_path", "location"),
+    [
+        ("/dashboard/€", "/dashboard/%E2%82%AC"),
+        ("/dashboard/x\r\nSet-Cookie: a=b", "/dashboard/x%0D%0ASet-Cookie:%20a=b"),
+    ],
+)
+async def test_next_with_odd_characters_is_encoded_not_a_500(
+    dash: Dashboard, next_path: str, location: str
+) -> None:
+    response = await sign_in(dash.client, next_path=next_path)
+    assert response.status_code == 303
+    assert response.headers["location"] == location
+    assert SESSION in _set_cookies(response)

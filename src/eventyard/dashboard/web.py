@@ -239,9 +239,13 @@ def render_error(exc: EventyardError) -> Response:
 
 
 def safe_next(value: str | None) -> str:
-    """Where to go after signing in: a dashboard path only, never another site."""
+    """Where to go after signing in: a dashboard path only, never another site.
+
+    Percent-encoded as it goes into the Location header, so a path holding `€` or a line
+    break can neither break the header nor the answer.
+    """
     if value and value.startswith(BASE + "/") and not value.startswith("//"):
-        return value
+        return quote(value, safe="/?=&%#:;,+@!$'()*~")
     return BASE + "/"
 
 
