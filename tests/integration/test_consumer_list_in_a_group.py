@@ -7,8 +7,6 @@ still get a transaction for every event stored after it.
 
 from __future__ import annotations
 
-import dataclasses
-
 from eventyard import ids
 from eventyard.clock import SystemClock
 from eventyard.domain.models import (
@@ -68,18 +66,21 @@ def test_a_consumer_created_earlier_in_the_transaction_gets_later_events(
         first = _consumer(project.id, "first", now)
         insert_consumer(db, first)
         store_ops = dict(new_triggers=(), idempotency_window_us=1, by="test")
-        before = _event(now)
-        insert_events(db, project.id, ENV, [before], **store_ops)  # type: ignore[arg-type]
+        written = insert_events(db, project.id, ENV, [_event(now)], **store_ops)  # type: ignore[arg-type]
+        before = written.results[0].event
         second = _consumer(project.id, "second", now)
         insert_consumer(db, second)
-        after = dataclasses.replace(_event(now), id=ids.new_id("evt"))
-        insert_events(db, project.id, ENV, [after], **store_ops)  # type: ignore[arg-type]
+        written = insert_events(db, project.id, ENV, [_event(now)], **store_ops)  # type: ignore[arg-type]
+        after = written.results[0].event
         db.commit()
         consumers_of = {
             event.id: {t.consumer_id for t in transactions_of_event(db, event.id)}
             for event in (before, after)
+            if event is not None
         }
     finally:
         db.close()
+    assert before is not None
+    assert after is not None
     assert consumers_of[before.id] == {first.id}
     assert consumers_of[after.id] == {first.id, second.id}

@@ -8,13 +8,14 @@ database), and inserts the accepted events in one `executemany`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 import orjson
 
 from eventyard.domain.models import Environment, Event, EventDraft, Trigger
+from eventyard.ids import new_id
 from eventyard.store.consumers import consumers_taking_events
 from eventyard.store.db import Db
 from eventyard.store.event_rows import EVENT_COLUMNS, event_from_row
@@ -48,7 +49,7 @@ class Written:
 
 @dataclass(frozen=True)
 class NewEvent:
-    """A validated draft with its id and receipt time assigned."""
+    """A validated draft with its receipt time; `insert_events` gives it its final id."""
 
     id: str
     draft: EventDraft
@@ -93,7 +94,11 @@ def insert_events(
     rows: list[tuple[Any, ...]] = []
     accepted: dict[str, Event] = {}  # not yet inserted: a repeat in the same group finds it here
     env = environment.value
-    for item in items:
+    for drafted in items:
+        # The id is made here, in the writer, just before the commit that makes it visible:
+        # the live feed follows ids (their milliseconds), so an id made when the request
+        # arrived could, behind a long queue, commit after the feed had moved past it.
+        item = replace(drafted, id=new_id("evt"))
         d = item.draft
         if d.idempotency_key is not None:
             claim = _claim_idempotency_key(db, project_id, env, item, idempotency_window_us)
