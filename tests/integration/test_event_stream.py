@@ -199,21 +199,28 @@ async def test_filters_by_trigger_and_user(deployment: Deployment) -> None:
         await s.close()
 
 
-async def test_last_event_id_resumes_without_gaps_or_repeats(deployment: Deployment) -> None:
+async def test_last_event_id_resumes_without_gaps(deployment: Deployment) -> None:
+    """A resume sends everything after the id, and repeats what the 2 s window holds at or
+    below it (one may have committed late): a client drops repeats by id, never misses."""
     first = await deployment.open(deployment.live_key)
     one = await deployment.send("signup", "u1")
     assert (await first.next()).id == one["id"]
     await first.close()
     missed = [await deployment.send("signup", f"u{n}") for n in (2, 3)]
     resumed = await deployment.open(deployment.live_key, last_event_id=one["id"])
-    assert [m.id for m in await resumed.take(2)] == [e["id"] for e in missed]
+    assert [m.id for m in await resumed.take(3)] == [one["id"], *(e["id"] for e in missed)]
     later = await deployment.send("signup", "u4")
     assert (await resumed.next()).id == later["id"]
     await resumed.nothing_for(0.3)
     await resumed.close()
     # since_id does the same from a query parameter
     again = await deployment.open(deployment.live_key, since_id=missed[0]["id"])
-    assert [m.id for m in await again.take(2)] == [missed[1]["id"], later["id"]]
+    assert [m.id for m in await again.take(4)] == [
+        one["id"],
+        missed[0]["id"],
+        missed[1]["id"],
+        later["id"],
+    ]
     await again.close()
 
 
@@ -262,3 +269,26 @@ async def test_clients_going_away_leave_the_server_well(deployment: Deployment) 
     assert "Application shutdown complete" in log
     assert "Traceback" not in log
     assert "ERROR" not in log
+
+
+async def test_a_revoked_key_stops_its_open_stream(deployment: Deployment) -> None:
+    """The key is checked again while the stream is open, not only when it opened."""
+    admin = {"Authorization": f"Bearer {deployment.live_key}"}
+    made = await deployment.client.post(
+        deployment.reader.url + "/v1/keys",
+        json={"name": "watcher", "scopes": ["read"], "environment": "live"},
+        headers=admin,
+    )
+    assert made.status_code == 201, made.text
+    stream = await deployment.open(made.json()["key"])
+    first = await deployment.send("signup", "before")
+    assert (await stream.next()).id == first["id"]
+    revoked = await deployment.client.delete(
+        deployment.reader.url + f"/v1/keys/{made.json()['id']}", headers=admin
+    )
+    assert revoked.status_code == 200, revoked.text
+    await asyncio.sleep(5.2)  # past the re-check interval (RECHECK_SECONDS)
+    await deployment.send("signup", "after")
+    await asyncio.wait_for(stream._task, 10)  # the server ended the stream
+    assert stream.messages.empty()  # and sent nothing after the revocation
+    await stream.close()

@@ -17,8 +17,8 @@ import orjson
 
 from eventyard.api.context import Context
 from eventyard.api.http import Request, Response, StreamResponse, redirect
-from eventyard.api.v1.stream import SSE_HEADERS, event_stream, resume_id
-from eventyard.dashboard.web import Pages, form_of, project_base, render
+from eventyard.api.v1.stream import SSE_HEADERS, event_stream, resume_id, sse_message
+from eventyard.dashboard.web import SESSION_COOKIE, Pages, form_of, project_base, render
 from eventyard.domain.models import (
     TERMINAL_STATES,
     Consumer,
@@ -199,20 +199,18 @@ async def event_list_stream(req: Request, ctx: Context) -> Response:
     async def render_rows(batch: list[Event]) -> list[bytes]:
         txns = await ctx.services.transactions.of_events([e.id for e in batch])
         consumers = await _consumers(ctx, principal)
-        return [
-            b"id: "
-            + e.id.encode()
-            + b"\nevent: row\ndata: "
-            + orjson.dumps(live_row(e, base, txns[e.id], consumers))
-            + b"\n\n"
-            for e in batch
-        ]
+        return [sse_message(e.id, live_row(e, base, txns[e.id], consumers), "row") for e in batch]
+
+    token = req.cookie(SESSION_COOKIE)
+
+    async def still_allowed() -> bool:
+        return await ctx.services.accounts.session(token) is not None
 
     return StreamResponse(
         200,
         media_type="text/event-stream",
         headers=dict(SSE_HEADERS),
-        chunks=event_stream(ctx, principal, feed, since_id, render_rows),
+        chunks=event_stream(ctx, principal, feed, since_id, render_rows, still_allowed),
         receive=req.receive,
     )
 

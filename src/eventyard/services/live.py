@@ -9,9 +9,16 @@ re-reads from sending an event twice. A pulse from ingest in this process wakes 
 once; otherwise it polls every half second. One query reads at most `batch` rows; a full
 page is followed by the next at once, from where it ended, until the feed is caught up.
 
-Without `since_id` the feed starts now. With it (an SSE client's `Last-Event-ID`), it starts
-just after that event, so a reconnecting client misses nothing; the events of the lookback
-window below that id are taken as already sent, so a reconnect does not repeat them either.
+Without `since_id` the feed starts now: what the window holds when it starts was there
+before the client came and is not sent. With `since_id` (an SSE client's `Last-Event-ID`),
+it sends what follows that event and also re-sends the lookback window's events at or
+below it: an event of that window may have committed after the client's last read, and a
+repeat (which a client drops by its id) is better than a loss.
+
+Event ids are made in the database writer just before their commit (store/events.py), so
+within one process an id is visible within milliseconds of its time; the window covers
+commit groups and clocks of several processes. The set of sent ids is trimmed as the window
+moves, so replaying a long history from an old `since_id` holds no more than a window's ids.
 """
 
 from __future__ import annotations
@@ -125,14 +132,15 @@ class LiveFeed:
     ) -> AsyncGenerator[list[Event], None]:
         high = since_id if since_id is not None else last_id_at(self._clock.now_us() // 1000)
         sent: set[str] = set()
-        # The window below the start: what is there now was there before the client came.
-        after = self._window(high)
-        for _ in range(_PRIME_PAGES):
-            seen = await self._read(principal, after, feed, upto=high)
-            sent.update(e.id for e in seen)
-            if len(seen) < self.batch:
-                break
-            after = seen[-1].id
+        if since_id is None:
+            # The window below the start: what is there now was there before the client came.
+            after = self._window(high)
+            for _ in range(_PRIME_PAGES):
+                seen = await self._read(principal, after, feed, upto=high)
+                sent.update(e.id for e in seen)
+                if len(seen) < self.batch:
+                    break
+                after = seen[-1].id
         beat_at = time.monotonic() + self.heartbeat_seconds
         while True:
             window = self._window(high)
@@ -144,6 +152,9 @@ class LiveFeed:
                 if fresh:
                     sent.update(e.id for e in fresh)
                     high = max(high, fresh[-1].id)
+                    if len(sent) > 4 * self.batch:  # a long replay: keep only the window's
+                        floor = self._window(high)
+                        sent = {i for i in sent if i > floor}
                     beat_at = time.monotonic() + self.heartbeat_seconds
                     yield fresh
                 if len(rows) < self.batch:

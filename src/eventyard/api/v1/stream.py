@@ -18,10 +18,10 @@ import orjson
 
 from eventyard.api.context import Context
 from eventyard.api.http import Request, Response, StreamResponse
-from eventyard.api.routing import RouteTable
+from eventyard.api.routing import RouteTable, bearer_token
 from eventyard.api.schemas import AUTH_ERRORS, problem
 from eventyard.domain.models import Event, Principal, Scope
-from eventyard.errors import InvalidRequest
+from eventyard.errors import InvalidRequest, Unauthenticated
 from eventyard.services.live import FeedFilter, is_event_id
 from eventyard.views import event_detail_json
 
@@ -51,9 +51,10 @@ _PARAMS = (
 )
 
 
-def sse_message(event_id: str, data: dict[str, Any]) -> bytes:
-    # orjson writes no newlines, so the JSON is one `data:` line.
-    return b"id: " + event_id.encode() + b"\nevent: event\ndata: " + orjson.dumps(data) + b"\n\n"
+def sse_message(event_id: str, data: dict[str, Any], event: str = "event") -> bytes:
+    """One server-sent event; orjson writes no newlines, so the JSON is one `data:` line."""
+    head = b"id: " + event_id.encode() + b"\nevent: " + event.encode() + b"\ndata: "
+    return head + orjson.dumps(data) + b"\n\n"
 
 
 def resume_id(req: Request, since_id: str | None) -> str | None:
@@ -84,6 +85,9 @@ def max_seconds_param(raw: str | None) -> float | None:
 
 
 Render = Callable[[list[Event]], Awaitable[list[bytes]]]
+# Whether the caller may still read the stream (its key not revoked, its session not over).
+StillAllowed = Callable[[], Awaitable[bool]]
+RECHECK_SECONDS = 5.0  # at most this often; a heartbeat (every 15 s) always checks
 
 
 def event_stream(
@@ -92,14 +96,20 @@ def event_stream(
     feed: FeedFilter,
     since_id: str | None,
     render: Render,
+    still_allowed: StillAllowed,
     max_seconds: float | None = None,
 ) -> Callable[[], AsyncIterator[bytes]]:
-    """The SSE body: `render` turns each batch of new events into messages."""
+    """The SSE body: `render` turns each batch of new events into messages.
+
+    The stream ends when `still_allowed` says no: a key revoked or a session signed out
+    while the stream is open stops receiving events within seconds, not never.
+    """
 
     async def chunks() -> AsyncIterator[bytes]:
         yield OPENED
         follow = ctx.services.live.follow(principal, feed, since_id)
         ends = time.monotonic() + max_seconds if max_seconds is not None else None
+        checked = time.monotonic()
         try:
             while True:
                 left = ends - time.monotonic() if ends is not None else None
@@ -109,6 +119,10 @@ def event_stream(
                     batch = await asyncio.wait_for(anext(follow), left)
                 except TimeoutError:
                     return
+                if not batch or time.monotonic() - checked >= RECHECK_SECONDS:
+                    if not await still_allowed():
+                        return
+                    checked = time.monotonic()
                 if not batch:
                     yield HEARTBEAT
                     continue
@@ -148,10 +162,19 @@ async def stream_events(req: Request, ctx: Context) -> Response:
         txns = await ctx.services.transactions.of_events([e.id for e in batch])
         return [sse_message(e.id, event_detail_json(e, txns[e.id])) for e in batch]
 
+    key = bearer_token(req)
+
+    async def still_allowed() -> bool:
+        try:
+            await ctx.services.keys.authenticate(key)
+        except Unauthenticated:
+            return False
+        return True
+
     return StreamResponse(
         200,
         media_type="text/event-stream",
         headers=dict(SSE_HEADERS),
-        chunks=event_stream(ctx, ctx.principal, feed, since_id, render, max_seconds),
+        chunks=event_stream(ctx, ctx.principal, feed, since_id, render, still_allowed, max_seconds),
         receive=req.receive,
     )
