@@ -55,6 +55,7 @@ def test_signing_in_through_the_form_leads_to_the_overview_with_the_environment_
 
     # The test environment is marked as such.
     page.get_by_role("combobox", name=re.compile("^Environment")).select_option("test")
+    page.get_by_role("button", name="Switch").click()
     expect(page).to_have_url(dashboard_server.base("test") + "/")
     expect(page.locator(".env-badge")).to_have_text("test")
     expect(page.get_by_role("note")).to_contain_text("Test environment")
