@@ -61,13 +61,16 @@ def failing_deliveries(
     than 2xx, a timeout or a connection error) or several, or was set to `failed` (retries
     exhausted, or a pull consumer reporting failure) in the window.
     """
+    # Both halves start from the window (indexes delivery_attempts_at, transactions_failed).
+    env = environment.value
     rows = db.all(
-        "SELECT t.consumer_id AS consumer_id, COUNT(*) AS n FROM transactions t"
-        " WHERE t.project_id = ? AND t.environment = ?"
-        " AND ((t.state = 'failed' AND t.updated_at >= ?) OR EXISTS ("
-        "SELECT 1 FROM delivery_attempts a WHERE a.transaction_id = t.id AND a.at >= ?"
-        " AND (a.status_code IS NULL OR a.status_code < 200 OR a.status_code > 299)))"
-        " GROUP BY t.consumer_id",
-        (project_id, environment.value, since, since),
+        "SELECT consumer_id, COUNT(*) AS n FROM transactions"
+        " WHERE project_id = ? AND environment = ? AND id IN ("
+        "SELECT transaction_id FROM delivery_attempts WHERE at >= ?"
+        " AND (status_code IS NULL OR status_code < 200 OR status_code > 299)"
+        " UNION SELECT id FROM transactions WHERE project_id = ? AND environment = ?"
+        " AND state = 'failed' AND updated_at >= ?)"
+        " GROUP BY consumer_id",
+        (project_id, env, since, project_id, env, since),
     )
     return {r["consumer_id"]: int(r["n"]) for r in rows}
