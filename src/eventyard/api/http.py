@@ -232,8 +232,11 @@ class StreamResponse(Response):
                 pass
 
         async def pump(chunks: AsyncIterator[bytes]) -> None:
-            async for chunk in chunks:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            # aclosing: a cancelled pump closes the source at once (its `finally` runs now,
+            # not whenever the garbage collector gets to it).
+            async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+                async for chunk in chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
         tasks = {
             asyncio.create_task(until_disconnect()),

@@ -20,6 +20,7 @@ from eventyard.dashboard.web import (
     Pages,
     forget_revealed,
     form_of,
+    parse_utc,
     project_base,
     render,
     reveal_once,
@@ -243,21 +244,13 @@ async def rotate_secret(req: Request, ctx: Context) -> Response:
     return _with_secret(req, ctx, consumer, "rotated" if overlap is None else "rotated_alone")
 
 
-def _since_of(value: str) -> int:
-    """A `datetime-local` value (no zone; the form says UTC) as microseconds since the epoch."""
-    moment = dt.datetime.fromisoformat(value.strip())
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp() * 1_000_000)
-
-
 @routes.page("POST", "/p/{project}/{env}/consumers/{consumer_id}/replay", summary="Replay")
 async def replay_consumer(req: Request, ctx: Context) -> Response:
     form = await form_of(req)
     consumer_id = req.path_params["consumer_id"]
     raw = form.get("since")
     try:
-        since = _since_of(raw)
+        since = parse_utc(raw)
     except ValueError:
         consumer = await ctx.services.consumers.get(ctx.principal, consumer_id)
         problem = "Give a date and time (UTC) to replay from, such as 2025-01-31T09:00."

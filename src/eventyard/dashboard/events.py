@@ -18,7 +18,7 @@ import orjson
 from eventyard.api.context import Context
 from eventyard.api.http import Request, Response, StreamResponse, redirect
 from eventyard.api.v1.stream import SSE_HEADERS, event_stream, resume_id, sse_message
-from eventyard.dashboard.web import SESSION_COOKIE, Pages, form_of, project_base, render
+from eventyard.dashboard.web import SESSION_COOKIE, Pages, form_of, parse_utc, project_base, render
 from eventyard.domain.models import (
     TERMINAL_STATES,
     Consumer,
@@ -56,13 +56,10 @@ def _time_filter(raw: str, name: str, errors: list[str]) -> int | None:
     if not raw:
         return None
     try:
-        moment = dt.datetime.fromisoformat(raw)
+        return parse_utc(raw)
     except ValueError:
         errors.append(f"{name}: {raw[:40]!r} is not a date and time; use 2026-01-31T13:45.")
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp() * 1_000_000)
 
 
 @dataclass

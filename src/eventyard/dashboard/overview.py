@@ -10,7 +10,7 @@ from __future__ import annotations
 from eventyard.api.context import Context
 from eventyard.api.http import Request, Response
 from eventyard.dashboard.charts import consumer_rows, events_chart, pick_series
-from eventyard.dashboard.web import Pages, render
+from eventyard.dashboard.web import Pages, origin_of, render
 from eventyard.services.stats import Window, read_stats
 
 routes = Pages()
@@ -22,8 +22,6 @@ async def overview(req: Request, ctx: Context) -> Response:
     hour = await read_stats(services.store, services.clock, principal, Window.HOUR)
     day = await read_stats(services.store, services.clock, principal, Window.DAY)
     colours = pick_series([(s.trigger, s.name) for s in day.triggers])
-    host = req.header("host") or "localhost:8000"
-    scheme = str(req.scope.get("scheme", "http"))
     return await render(
         req,
         ctx,
@@ -34,5 +32,5 @@ async def overview(req: Request, ctx: Context) -> Response:
         hour_chart=events_chart(hour, colours, "chart-hour"),
         day_chart=events_chart(day, colours, "chart-day"),
         consumers=consumer_rows(hour),
-        origin=f"{scheme}://{host}",
+        origin=origin_of(req),
     )

@@ -10,7 +10,7 @@ import orjson
 from eventyard.api.context import Context
 from eventyard.api.http import Form, Request, Response, redirect
 from eventyard.dashboard.examples import examples
-from eventyard.dashboard.web import Pages, form_of, project_base, render
+from eventyard.dashboard.web import Pages, form_of, origin_of, project_base, render
 from eventyard.domain.schema import AttributeType
 from eventyard.errors import Conflict, FieldError, InvalidRequest, ValidationFailed
 
@@ -50,11 +50,6 @@ def field_label(path: str) -> str:
             f" at {path[len('$.json_schema') :]}" if path != "$.json_schema" else ""
         )
     return path
-
-
-def origin_of(req: Request) -> str:
-    scheme = "https" if req.is_https else "http"
-    return f"{scheme}://{req.header('host') or 'localhost'}"
 
 
 @routes.page("GET", "/p/{project}/{env}/triggers", summary="The triggers list")

@@ -238,6 +238,23 @@ def render_error(exc: EventyardError) -> Response:
     return response
 
 
+def origin_of(req: Request) -> str:
+    """This server as the browser reached it, for URLs and examples shown on a page."""
+    scheme = "https" if req.is_https else "http"
+    return f"{scheme}://{req.header('host') or 'localhost'}"
+
+
+def parse_utc(value: str) -> int:
+    """A `datetime-local` value (no zone: the forms say UTC) as epoch microseconds.
+
+    Raises ValueError for anything that is not a date and time.
+    """
+    moment = dt.datetime.fromisoformat(value.strip())
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1_000_000)
+
+
 def safe_next(value: str | None) -> str:
     """Where to go after signing in: a dashboard path only, never another site.
 
