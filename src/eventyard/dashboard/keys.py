@@ -13,7 +13,6 @@ from typing import Any
 
 from eventyard.api.context import Context
 from eventyard.api.http import Request, Response, redirect
-from eventyard.api.v1.keys import MAX_KEY_NAME
 from eventyard.dashboard.web import (
     Pages,
     forget_revealed,
@@ -25,7 +24,7 @@ from eventyard.dashboard.web import (
 )
 from eventyard.domain.models import Environment, Scope
 from eventyard.errors import FieldError, InvalidRequest
-from eventyard.services.keys import parse_scopes
+from eventyard.services.keys import MAX_KEY_NAME, parse_scopes
 
 routes = Pages()
 

@@ -19,7 +19,14 @@ from collections.abc import Iterable
 from eventyard import ids
 from eventyard.clock import Clock
 from eventyard.domain.models import ApiKey, Environment, Principal, Project, Scope
-from eventyard.errors import Forbidden, InvalidRequest, KeyNotFound, Unauthenticated
+from eventyard.errors import (
+    FieldError,
+    Forbidden,
+    InvalidRequest,
+    KeyNotFound,
+    Unauthenticated,
+    ValidationFailed,
+)
 from eventyard.services.ttlcache import TtlCache
 from eventyard.store import Store
 from eventyard.store import keys as key_sql
@@ -29,6 +36,7 @@ logger = logging.getLogger("eventyard.keys")
 _ALPHABET = string.ascii_letters + string.digits
 SECRET_LENGTH = 32
 _TOUCH_EVERY_US = 60 * 1_000_000
+MAX_KEY_NAME = 200
 BEARER_HINT = "as 'Authorization: Bearer sk_live_...' (or sk_test_...)"
 
 
@@ -93,6 +101,18 @@ class KeyService:
     async def create(
         self, project_id: str, environment: Environment, scopes: frozenset[Scope], name: str
     ) -> tuple[ApiKey, str]:
+        if len(name) > MAX_KEY_NAME:
+            raise ValidationFailed(
+                "The key is not valid.",
+                errors=[
+                    FieldError("$.name", f"is {len(name)} characters; the limit is {MAX_KEY_NAME}")
+                ],
+            )
+        if not scopes:
+            raise ValidationFailed(
+                "The key is not valid.",
+                errors=[FieldError("$.scopes", "must name at least one scope")],
+            )
         key, secret = new_key(project_id, environment, scopes, name, self._clock.now_us())
         await self._store.write(lambda db: key_sql.insert_key(db, key, hash_secret(secret)))
         return key, secret

@@ -19,12 +19,11 @@ from eventyard.errors import (
     ValidationFailed,
     unknown_fields,
 )
-from eventyard.services.keys import parse_scopes
+from eventyard.services.keys import MAX_KEY_NAME, parse_scopes
 from eventyard.views import key_json
 
 routes = RouteTable()
 _NOT_FOUND = {404: problem("No such key in this project and environment.")}
-MAX_KEY_NAME = 200
 
 
 def _own(principal: Principal, key: ApiKey) -> ApiKey:
