@@ -185,6 +185,14 @@ SETTINGS: tuple[Setting, ...] = (
         "too, unless the rotation says otherwise.",
     ),
     Setting(
+        "max_streams",
+        200,
+        _positive_int,
+        "How many event streams (GET /v1/events/stream and the dashboard's live mode) one "
+        "server process keeps open at once; past it a new one is answered 503 with "
+        "Retry-After.",
+    ),
+    Setting(
         "session_hours",
         12,
         _positive_int,
@@ -217,6 +225,7 @@ class Settings:
     worker_concurrency: int = 64
     consumer_concurrency: int = 8
     secret_overlap_seconds: int = 24 * 3600
+    max_streams: int = 200
     session_hours: int = 12
 
     @property

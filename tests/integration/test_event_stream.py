@@ -292,3 +292,44 @@ async def test_a_revoked_key_stops_its_open_stream(deployment: Deployment) -> No
     await asyncio.wait_for(stream._task, 10)  # the server ended the stream
     assert stream.messages.empty()  # and sent nothing after the revocation
     await stream.close()
+
+
+async def test_past_the_stream_limit_a_new_stream_is_refused_with_retry_after(
+    store_url: str, tmp_path: Path
+) -> None:
+    server = ServerProcess(
+        store_url, tmp_path / "limited.log", {"EVENTYARD_MAX_STREAMS": "1"}, worker=False
+    )
+    server.start()
+    try:
+        keys = init_project(store_url, "limited")["keys"]
+        async with httpx.AsyncClient(timeout=10) as client:
+            limited = Deployment(
+                reader=server,
+                writer=server,
+                live_key=keys["live"],
+                test_key=keys["test"],
+                other_live_key=keys["test"],
+                client=client,
+            )
+            first = await limited.open(limited.live_key)
+            sent = await limited.send("signup", "u1")
+            assert (await first.next()).id == sent["id"]  # the first stream is open
+            refused = await client.get(
+                server.url + "/v1/events/stream",
+                headers={"Authorization": f"Bearer {limited.live_key}"},
+            )
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["retry-after"] == "10"
+            assert "EVENTYARD_MAX_STREAMS=1" in refused.json()["message"]
+            await first.close()
+            for _ in range(50):  # the server notices the closed stream and frees its place
+                again = await limited.open(limited.live_key, max_seconds="0.5")
+                if not again._task.done():
+                    break
+                await asyncio.sleep(0.1)
+            later = await limited.send("signup", "u2")
+            assert (await again.next()).id == later["id"]
+            await again.close()
+    finally:
+        server.stop()

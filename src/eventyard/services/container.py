@@ -56,5 +56,5 @@ def build_services(store: Store, settings: Settings, clock: Clock | None = None)
         transactions=TransactionService(store, settings, clock, consumers, notifier),
         metrics=DeliveryMetrics(),
         accounts=AccountService(store, clock, settings.session_hours),
-        live=LiveFeed(store, clock, committed),
+        live=LiveFeed(store, clock, committed, max_streams=settings.max_streams),
     )

@@ -24,6 +24,7 @@ moves, so replaying a long history from an old `since_id` holds no more than a w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from eventyard.clock import Clock
 from eventyard.delivery.notify import Notifier
 from eventyard.domain.models import Event, Principal
+from eventyard.errors import ServiceUnavailable
 from eventyard.ids import is_valid_id
 from eventyard.store import Store
 from eventyard.store.event_feed import events_after
@@ -88,6 +90,7 @@ class LiveFeed:
         lookback_ms: int = 2000,
         batch: int = 500,
         min_gap_seconds: float = 0.05,
+        max_streams: int = 200,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -97,6 +100,17 @@ class LiveFeed:
         self.lookback_ms = lookback_ms
         self.batch = batch
         self.min_gap_seconds = min_gap_seconds  # a busy ingest pulses often: poll at most this
+        self.max_streams = max_streams
+        self.open_streams = 0
+
+    def check_room(self) -> None:
+        """Refuse a new stream when this process already follows `max_streams`."""
+        if self.open_streams >= self.max_streams:
+            raise ServiceUnavailable(
+                f"This server process already has {self.open_streams} open event streams, "
+                f"its limit (EVENTYARD_MAX_STREAMS={self.max_streams}); retry in a while.",
+                headers={"Retry-After": "10"},
+            )
 
     async def _read(
         self,
@@ -129,6 +143,17 @@ class LiveFeed:
 
     async def follow(
         self, principal: Principal, feed: FeedFilter, since_id: str | None = None
+    ) -> AsyncGenerator[list[Event], None]:
+        self.open_streams += 1
+        try:
+            async with contextlib.aclosing(self._follow(principal, feed, since_id)) as batches:
+                async for batch in batches:
+                    yield batch
+        finally:
+            self.open_streams -= 1
+
+    async def _follow(
+        self, principal: Principal, feed: FeedFilter, since_id: str | None
     ) -> AsyncGenerator[list[Event], None]:
         high = since_id if since_id is not None else last_id_at(self._clock.now_us() // 1000)
         sent: set[str] = set()

@@ -101,9 +101,13 @@ def event_stream(
 ) -> Callable[[], AsyncIterator[bytes]]:
     """The SSE body: `render` turns each batch of new events into messages.
 
+    Refused up front (503) when the process already has its limit of open streams.
+
     The stream ends when `still_allowed` says no: a key revoked or a session signed out
     while the stream is open stops receiving events within seconds, not never.
     """
+
+    ctx.services.live.check_room()
 
     async def chunks() -> AsyncIterator[bytes]:
         yield OPENED
