@@ -53,6 +53,7 @@
     payload.textContent = data.excerpt;
     payload.title = data.excerpt;
     const states = cell(tr);
+    states.className = "states-cell";
     for (const s of data.states) {
       const badge = document.createElement("span");
       badge.className = "state state-" + String(s.state).replace(/[^a-z0-9_-]/g, "");
