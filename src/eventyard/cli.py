@@ -250,14 +250,13 @@ def _read_password(password_stdin: bool) -> str:
     return value
 
 
-@users.command("create")
-@click.argument("email")
-@click.option(
+_PASSWORD_STDIN = click.option(
     "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
 )
-@_DB_OPTION
-def users_create(email: str, password_stdin: bool, database_url: str | None) -> None:
-    """Create a dashboard user who can sign in at /dashboard (every project)."""
+
+
+def _with_accounts(database_url: str | None, password_stdin: bool, action: str, email: str) -> Any:
+    """Run `AccountService.<action>(email, password)` with the password asked for once."""
     from eventyard.clock import SystemClock
     from eventyard.services.accounts import AccountService
 
@@ -266,29 +265,26 @@ def users_create(email: str, password_stdin: bool, database_url: str | None) -> 
 
     async def work(store: Store) -> Any:
         service = AccountService(store, SystemClock(), settings.session_hours)
-        return await service.create_user(email, password)
+        return await getattr(service, action)(email, password)
 
-    user = _with_store(settings, work)
+    return _with_store(settings, work)
+
+
+@users.command("create")
+@click.argument("email")
+@_PASSWORD_STDIN
+@_DB_OPTION
+def users_create(email: str, password_stdin: bool, database_url: str | None) -> None:
+    """Create a dashboard user who can sign in at /dashboard (every project)."""
+    user = _with_accounts(database_url, password_stdin, "create_user", email)
     click.echo(f"Created dashboard user {user.email}; sign in at /dashboard.")
 
 
 @users.command("set-password")
 @click.argument("email")
-@click.option(
-    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
-)
+@_PASSWORD_STDIN
 @_DB_OPTION
 def users_set_password(email: str, password_stdin: bool, database_url: str | None) -> None:
     """Set a dashboard user's password; their open sessions are signed out."""
-    from eventyard.clock import SystemClock
-    from eventyard.services.accounts import AccountService
-
-    settings = _settings(database_url=database_url)
-    password = _read_password(password_stdin)
-
-    async def work(store: Store) -> Any:
-        service = AccountService(store, SystemClock(), settings.session_hours)
-        return await service.set_password(email, password)
-
-    user = _with_store(settings, work)
+    user = _with_accounts(database_url, password_stdin, "set_password", email)
     click.echo(f"Set the password of {user.email}; their sessions are signed out.")
