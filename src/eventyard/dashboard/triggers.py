@@ -91,6 +91,18 @@ async def _trigger_form(
     )
 
 
+_ROW_COLUMNS = ("attr_name", "attr_type", "attr_required", "attr_values", "attr_description")
+
+
+def attribute_rows(form: Form) -> list[dict[str, Any]]:
+    """The attribute rows the form holds, as typed (blank names left out)."""
+    return [
+        {"name": n, "type": t, "required": r == "required", "values": v, "description": d}
+        for n, t, r, v, d in zip(*(form.getlist(c) for c in _ROW_COLUMNS), strict=False)
+        if n.strip()
+    ]
+
+
 def trigger_body(form: Form) -> dict[str, Any]:
     """The v1 create body from the form: typed attributes, or a JSON Schema, or neither."""
     body: dict[str, Any] = {"name": form.get("name"), "type": form.get("type", "custom")}
@@ -98,28 +110,19 @@ def trigger_body(form: Form) -> dict[str, Any]:
         body["id"] = form.get("id").strip()
     if form.get("description").strip():
         body["description"] = form.get("description").strip()
-    names = form.getlist("attr_name")
-    types = form.getlist("attr_type")
-    required = form.getlist("attr_required")
-    enum_values = form.getlist("attr_values")
-    descriptions = form.getlist("attr_description")
-    if not len(names) == len(types) == len(required) == len(enum_values) == len(descriptions):
+    if len({len(form.getlist(column)) for column in _ROW_COLUMNS}) > 1:
         raise InvalidRequest("The attribute rows of the form are incomplete; reload the page.")
     attributes = []
-    for name, kind, req_flag, values, description in zip(
-        names, types, required, enum_values, descriptions, strict=True
-    ):
-        if not name.strip():
-            continue
+    for row in attribute_rows(form):
         attr: dict[str, Any] = {
-            "name": name.strip(),
-            "type": kind,
-            "required": req_flag == "required",
+            "name": row["name"].strip(),
+            "type": row["type"],
+            "required": row["required"],
         }
-        if kind == "enum":
-            attr["values"] = [v.strip() for v in values.split(",") if v.strip()]
-        if description.strip():
-            attr["description"] = description.strip()
+        if row["type"] == "enum":
+            attr["values"] = [v.strip() for v in row["values"].split(",") if v.strip()]
+        if row["description"].strip():
+            attr["description"] = row["description"].strip()
         attributes.append(attr)
     raw_schema = form.get("json_schema").strip()
     if raw_schema:
@@ -145,18 +148,7 @@ async def create_trigger(req: Request, ctx: Context) -> Response:
         "description": form.get("description"),
         "json_schema": form.get("json_schema"),
         "additional_attributes": form.get("additional_attributes") == "yes",
-        "attributes": [
-            {"name": n, "type": t, "required": r == "required", "values": v, "description": d}
-            for n, t, r, v, d in zip(
-                form.getlist("attr_name"),
-                form.getlist("attr_type"),
-                form.getlist("attr_required"),
-                form.getlist("attr_values"),
-                form.getlist("attr_description"),
-                strict=False,
-            )
-            if n.strip()
-        ],
+        "attributes": attribute_rows(form),
     }
     try:
         trigger = await ctx.services.triggers.create(ctx.principal.project_id, trigger_body(form))
