@@ -1,4 +1,5 @@
-"""The `eventyard` command: serve, migrate, and set up projects and keys.
+"""The commands that run the server or work on its database directly: serve, worker,
+migrate, settings, init, users, and `keys create --project` for bootstrapping.
 
 Commands that touch the database open it with the same settings the server uses
 (`--database-url` or `EVENTYARD_DATABASE_URL`, else `./eventyard.db`), so `eventyard init`
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
+from eventyard.cli.root import main
 from eventyard.domain.models import Environment
 from eventyard.errors import EventyardError
 from eventyard.settings import Settings, SettingsError
@@ -56,12 +58,6 @@ def _with_store(settings: Settings, work: Callable[[Store], Coroutine[Any, Any, 
 
 def _print_json(value: Any) -> None:
     click.echo(orjson.dumps(value).decode())
-
-
-@click.group()
-@click.version_option(package_name="eventyard")
-def main() -> None:
-    """eventyard: a self-hosted event trigger and tracking server."""
 
 
 @main.command()

@@ -1,0 +1,52 @@
+"""eventyard's Python client: send events, manage triggers, keys and consumers, consume
+events with a pull consumer and verify webhooks.
+
+    from eventyard_client import Client
+
+    with Client("http://127.0.0.1:8000", "sk_live_...") as client:
+        client.track("successful_payment", "user123", {"value": 19.99})
+"""
+
+from eventyard_client._async import AsyncClient
+from eventyard_client._sync import Client
+from eventyard_client._version import __version__
+from eventyard_client.errors import (
+    APIError,
+    AuthenticationError,
+    BadRequest,
+    Conflict,
+    EventyardError,
+    FieldError,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    ServerError,
+    ServiceUnavailable,
+    TransportError,
+    ValidationFailed,
+    WebhookVerificationError,
+)
+from eventyard_client.resource import Resource
+
+__all__ = [
+    "APIError",
+    "AsyncClient",
+    "AuthenticationError",
+    "BadRequest",
+    "Client",
+    "Conflict",
+    "EventyardError",
+    "FieldError",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "RateLimited",
+    "Resource",
+    "ServerError",
+    "ServiceUnavailable",
+    "TransportError",
+    "ValidationFailed",
+    "WebhookVerificationError",
+    "__version__",
+]

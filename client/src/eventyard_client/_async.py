@@ -1,0 +1,313 @@
+"""`AsyncClient`: the asyncio shell around the sans-I/O core (`_core`).
+
+The twin of `Client` in `_sync.py`, method for method, awaited: every method is one line
+that builds a `Call` in the core and sends it here, so the two cannot drift apart in what
+they send or how they read the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import os
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+import httpx
+
+from eventyard_client import _core
+from eventyard_client._core import Call, Ops, RetryPolicy, drop_none, time_param
+from eventyard_client.errors import APIError, TransportError
+from eventyard_client.resource import Resource
+
+T = TypeVar("T")
+TimeArg = datetime | int | str
+
+
+class AsyncClient:
+    """An asyncio connection to one eventyard server with one key.
+
+    `url` and `key` default to the `EVENTYARD_URL` and `EVENTYARD_KEY` environment variables
+    (and the URL to http://127.0.0.1:8000). Requests that fail in a way that is safe to
+    repeat are retried `max_retries` times with exponential backoff, honouring Retry-After.
+    `track()` queues events and sends them in batches from a background thread; the
+    `batch_size`, `flush_interval`, `max_queue_size` and `on_full` options shape that queue.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        batch_size: int = 100,
+        flush_interval: float = 0.5,
+        max_queue_size: int = 10_000,
+        on_full: Literal["drop", "block"] = "drop",
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = _core.base_url(url or os.environ.get("EVENTYARD_URL"))
+        self.key = key or os.environ.get("EVENTYARD_KEY")
+        self.retry_policy = RetryPolicy(max_retries=max_retries)
+        self.queue_options = _core.QueueOptions(batch_size, flush_interval, max_queue_size, on_full)
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            headers=_core.request_headers(self.key),
+            timeout=timeout,
+            transport=transport,
+        )
+        self._queue: Any = None
+        self.events = Events(self)
+        self.triggers = Triggers(self)
+        self.keys = Keys(self)
+        self.consumers = Consumers(self)
+        self.transactions = Transactions(self)
+        self.project = Project(self)
+
+    # -- plumbing
+    async def request(self, call: Call[T]) -> T:
+        """Send one call, retrying what is safe to retry; return its parsed answer."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._http.request(
+                    call.method,
+                    call.path,
+                    params=call.params or None,
+                    content=_core.encode_body(call.body),
+                    headers=_core.call_headers(call),
+                )
+            except httpx.TransportError as exc:
+                sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                delay = _core.retry_delay(self.retry_policy, call, attempt, sent=sent)
+                if delay is None:
+                    raise TransportError(f"{call.method} {call.path}: {exc!r}") from exc
+                await asyncio.sleep(delay)
+                continue
+            try:
+                return call.parse(
+                    _core.decode(response.status_code, response.headers, response.content)
+                )
+            except APIError as exc:
+                delay = _core.retry_delay(
+                    self.retry_policy, call, attempt, status=exc.status, retry_after=exc.retry_after
+                )
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        """Send what `track()` queued, then close the connections."""
+        if self._queue is not None:
+            await self._queue.close()
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- sending
+    async def send(
+        self,
+        trigger: str,
+        user_id: str | int,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        timestamp: TimeArg | None = None,
+        idempotency_key: str | None = None,
+    ) -> Resource:
+        """Send one event now and return it as stored (201) or as first stored (a repeat)."""
+        body = _core.event_body(
+            trigger, user_id, payload, timestamp=timestamp, idempotency_key=idempotency_key
+        )
+        return await self.request(Ops.send_event(body))
+
+    async def send_batch(self, events: list[Mapping[str, Any]]) -> Resource:
+        """Send up to 1,000 events in one request; one result per event, in order."""
+        return await self.request(Ops.send_batch([_core.with_idempotency_key(e) for e in events]))
+
+
+class _Namespace:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+
+class Events(_Namespace):
+    async def create(
+        self,
+        trigger: str,
+        user_id: str | int,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        timestamp: TimeArg | None = None,
+        idempotency_key: str | None = None,
+    ) -> Resource:
+        """Send one event now (the same as `client.send`)."""
+        return await self._client.send(
+            trigger, user_id, payload, timestamp=timestamp, idempotency_key=idempotency_key
+        )
+
+    async def list(self, **filters: Any) -> Resource:
+        """One page: `{"data": [...], "next_cursor": ...}`. Filters: trigger, user_id, source,
+        since, until, consumer, state, limit, cursor."""
+        return await self._client.request(Ops.list_events(**filters))
+
+    async def iter(self, **filters: Any) -> AsyncIterator[Resource]:
+        """Every event matching the filters, newest first, fetching page after page."""
+        filters.setdefault("limit", 1000)
+        while True:
+            page = await self.list(**filters)
+            for item in page["data"]:
+                yield item
+            if not page.get("next_cursor"):
+                return
+            filters["cursor"] = page["next_cursor"]
+
+    async def get(self, event_id: str) -> Resource:
+        """One event with its transactions and processing summary."""
+        return await self._client.request(Ops.get_event(event_id))
+
+    async def erase_user(self, user_id: str) -> Resource:
+        """Erase every event of one user (delete scope)."""
+        return await self._client.request(Ops.erase_user(user_id))
+
+    async def stats(self, window: Literal["hour", "day"] = "hour") -> Resource:
+        return await self._client.request(Ops.stats(window))
+
+
+class Triggers(_Namespace):
+    async def create(self, name: str, **fields: Any) -> Resource:
+        """Create a trigger: `id`, `description`, `attributes` or `json_schema`, ..."""
+        return await self._client.request(Ops.create_trigger({"name": name, **fields}))
+
+    async def list(self, *, archived: bool = False) -> builtins.list[Resource]:
+        return await self._client.request(Ops.list_triggers(archived))
+
+    async def get(self, trigger_id: str) -> Resource:
+        return await self._client.request(Ops.get_trigger(trigger_id))
+
+    async def update(self, trigger_id: str, **fields: Any) -> Resource:
+        return await self._client.request(Ops.update_trigger(trigger_id, fields))
+
+    async def archive(self, trigger_id: str) -> Resource:
+        """Archive: the trigger and its events stay; new events are refused."""
+        return await self._client.request(Ops.archive_trigger(trigger_id))
+
+
+class Keys(_Namespace):
+    async def create(self, name: str, scopes: list[str]) -> Resource:
+        """Mint a key; its secret is in `key`, this once."""
+        return await self._client.request(Ops.create_key(name, scopes))
+
+    async def list(self) -> builtins.list[Resource]:
+        return await self._client.request(Ops.list_keys())
+
+    async def get(self, key_id: str) -> Resource:
+        return await self._client.request(Ops.get_key(key_id))
+
+    async def revoke(self, key_id: str) -> Resource:
+        return await self._client.request(Ops.revoke_key(key_id))
+
+
+class Consumers(_Namespace):
+    async def create(
+        self,
+        name: str,
+        kind: Literal["webhook", "pull"] = "webhook",
+        *,
+        url: str | None = None,
+        triggers: list[str] | None = None,
+        **fields: Any,
+    ) -> Resource:
+        """Create a consumer; its signing secret is in `secret`, this once."""
+        body = drop_none(name=name, kind=kind, url=url, triggers=triggers, **fields)
+        return await self._client.request(Ops.create_consumer(body))
+
+    async def list(self) -> builtins.list[Resource]:
+        return await self._client.request(Ops.list_consumers())
+
+    async def get(self, consumer_id: str) -> Resource:
+        return await self._client.request(Ops.get_consumer(consumer_id))
+
+    async def update(self, consumer_id: str, **fields: Any) -> Resource:
+        return await self._client.request(Ops.update_consumer(consumer_id, fields))
+
+    async def delete(self, consumer_id: str) -> Resource:
+        return await self._client.request(Ops.delete_consumer(consumer_id))
+
+    async def pause(self, consumer_id: str) -> Resource:
+        return await self._client.request(Ops.consumer_action(consumer_id, "pause"))
+
+    async def resume(self, consumer_id: str) -> Resource:
+        return await self._client.request(Ops.consumer_action(consumer_id, "resume"))
+
+    async def rotate_secret(
+        self, consumer_id: str, *, overlap_seconds: int | None = None
+    ) -> Resource:
+        body = drop_none(overlap_seconds=overlap_seconds)
+        return await self._client.request(Ops.consumer_action(consumer_id, "rotate-secret", body))
+
+    async def replay(
+        self, consumer_id: str, since: TimeArg, *, only_failed: bool = False
+    ) -> Resource:
+        body = {"since": time_param(since), "only_failed": only_failed}
+        return await self._client.request(Ops.consumer_action(consumer_id, "replay", body))
+
+    async def transactions(self, consumer_id: str, **filters: Any) -> Resource:
+        """One page of the consumer's transactions: `state`, `limit`, `after`."""
+        return await self._client.request(Ops.consumer_transactions(consumer_id, **filters))
+
+    async def iter_transactions(self, consumer_id: str, **filters: Any) -> AsyncIterator[Resource]:
+        filters.setdefault("limit", 1000)
+        while True:
+            page = await self.transactions(consumer_id, **filters)
+            for item in page["data"]:
+                yield item
+            if not page.get("next_after"):
+                return
+            filters["after"] = page["next_after"]
+
+    async def claim(
+        self,
+        consumer_id: str,
+        *,
+        limit: int = 10,
+        lease_seconds: int = 60,
+        wait_seconds: float = 0,
+    ) -> builtins.list[Resource]:
+        """Claim pending transactions of a pull consumer, each with its `event`."""
+        call = Ops.claim(consumer_id, limit, lease_seconds, wait_seconds)
+        return await self._client.request(call)
+
+
+class Transactions(_Namespace):
+    async def get(self, transaction_id: str) -> Resource:
+        return await self._client.request(Ops.get_transaction(transaction_id))
+
+    async def report(
+        self,
+        transaction_id: str,
+        state: str,
+        output: Any = None,
+        *,
+        lease_seconds: int | None = None,
+    ) -> Resource:
+        """Set a transaction's state: finished, failed, pending, processing (renews the
+        lease) or a state of your own."""
+        return await self._client.request(Ops.report(transaction_id, state, output, lease_seconds))
+
+    async def retry(self, transaction_id: str) -> Resource:
+        return await self._client.request(Ops.retry_transaction(transaction_id))
+
+
+class Project(_Namespace):
+    async def get(self) -> Resource:
+        return await self._client.request(Ops.get_project())
+
+    async def update(self, **fields: Any) -> Resource:
+        return await self._client.request(Ops.update_project(fields))
