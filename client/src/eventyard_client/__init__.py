@@ -28,6 +28,7 @@ from eventyard_client.errors import (
     WebhookVerificationError,
 )
 from eventyard_client.resource import Resource
+from eventyard_client.webhooks import verify_webhook
 
 __all__ = [
     "APIError",
@@ -49,4 +50,5 @@ __all__ = [
     "ValidationFailed",
     "WebhookVerificationError",
     "__version__",
+    "verify_webhook",
 ]

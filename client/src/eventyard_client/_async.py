@@ -18,8 +18,11 @@ import httpx
 
 from eventyard_client import _core
 from eventyard_client._core import Call, Ops, RetryPolicy, drop_none, time_param
+from eventyard_client.consume import AsyncPulledTransaction, consume_async
 from eventyard_client.errors import APIError, TransportError
+from eventyard_client.queue import AsyncBackgroundQueue, QueueStats
 from eventyard_client.resource import Resource
+from eventyard_client.stream import stream_events_async
 
 T = TypeVar("T")
 TimeArg = datetime | int | str
@@ -58,7 +61,7 @@ class AsyncClient:
             timeout=timeout,
             transport=transport,
         )
-        self._queue: Any = None
+        self._queue: AsyncBackgroundQueue | None = None
         self.events = Events(self)
         self.triggers = Triggers(self)
         self.keys = Keys(self)
@@ -127,6 +130,48 @@ class AsyncClient:
         )
         return await self.request(Ops.send_event(body))
 
+    async def track(
+        self,
+        trigger: str,
+        user_id: str | int,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        timestamp: TimeArg | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Queue one event for the background sender and return its idempotency key.
+
+        Events go out in batches (`batch_size`, `flush_interval`); a transient failure is
+        retried until it succeeds, so nothing queued is lost and, thanks to the key, nothing
+        is stored twice. When `max_queue_size` events wait, `on_full="drop"` drops the new
+        event (with a warning, counted in `queue_stats().dropped`) and `on_full="block"` waits
+        for room.
+        """
+        body = _core.event_body(
+            trigger, user_id, payload, timestamp=timestamp, idempotency_key=idempotency_key
+        )
+        await self._background().put(body)
+        return str(body["idempotency_key"])
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued event has been sent (or given up on as rejected); False
+        when `timeout` seconds passed first."""
+        return True if self._queue is None else await self._queue.flush(timeout)
+
+    def queue_stats(self) -> QueueStats:
+        """What the background queue has done: sent, duplicates, rejected, dropped, ..."""
+        return QueueStats() if self._queue is None else self._queue.stats()
+
+    def _background(self) -> AsyncBackgroundQueue:
+        if self._queue is None:
+            self._queue = AsyncBackgroundQueue(self, self.queue_options)
+        return self._queue
+
+    def consume(self, consumer_id: str, **options: Any) -> AsyncIterator[AsyncPulledTransaction]:
+        """Claim and yield a pull consumer's transactions, forever or until the loop ends;
+        see `eventyard_client.consume` for the options."""
+        return consume_async(self, consumer_id, **options)
+
     async def send_batch(self, events: list[Mapping[str, Any]]) -> Resource:
         """Send up to 1,000 events in one request; one result per event, in order."""
         return await self.request(Ops.send_batch([_core.with_idempotency_key(e) for e in events]))
@@ -167,6 +212,11 @@ class Events(_Namespace):
             if not page.get("next_cursor"):
                 return
             filters["cursor"] = page["next_cursor"]
+
+    def stream(self, **options: Any) -> AsyncIterator[Resource]:
+        """New events as they are stored (`GET /v1/events/stream`), reconnecting with
+        Last-Event-ID and dropping repeats; see `eventyard_client.stream` for the options."""
+        return stream_events_async(self._client, **options)
 
     async def get(self, event_id: str) -> Resource:
         """One event with its transactions and processing summary."""

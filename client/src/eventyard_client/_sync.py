@@ -19,8 +19,11 @@ import httpx
 
 from eventyard_client import _core
 from eventyard_client._core import Call, Ops, RetryPolicy, drop_none, time_param
+from eventyard_client.consume import PulledTransaction, consume
 from eventyard_client.errors import APIError, TransportError
+from eventyard_client.queue import BackgroundQueue, QueueStats
 from eventyard_client.resource import Resource
+from eventyard_client.stream import stream_events
 
 T = TypeVar("T")
 TimeArg = datetime | int | str
@@ -59,7 +62,7 @@ class Client:
             timeout=timeout,
             transport=transport,
         )
-        self._queue: Any = None
+        self._queue: BackgroundQueue | None = None
         self.events = Events(self)
         self.triggers = Triggers(self)
         self.keys = Keys(self)
@@ -128,6 +131,48 @@ class Client:
         )
         return self.request(Ops.send_event(body))
 
+    def track(
+        self,
+        trigger: str,
+        user_id: str | int,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        timestamp: TimeArg | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Queue one event for the background sender and return its idempotency key.
+
+        Events go out in batches (`batch_size`, `flush_interval`); a transient failure is
+        retried until it succeeds, so nothing queued is lost and, thanks to the key, nothing
+        is stored twice. When `max_queue_size` events wait, `on_full="drop"` drops the new
+        event (with a warning, counted in `queue_stats().dropped`) and `on_full="block"` waits
+        for room.
+        """
+        body = _core.event_body(
+            trigger, user_id, payload, timestamp=timestamp, idempotency_key=idempotency_key
+        )
+        self._background().put(body)
+        return str(body["idempotency_key"])
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued event has been sent (or given up on as rejected); False
+        when `timeout` seconds passed first."""
+        return True if self._queue is None else self._queue.flush(timeout)
+
+    def queue_stats(self) -> QueueStats:
+        """What the background queue has done: sent, duplicates, rejected, dropped, ..."""
+        return QueueStats() if self._queue is None else self._queue.stats()
+
+    def _background(self) -> BackgroundQueue:
+        if self._queue is None:
+            self._queue = BackgroundQueue(self, self.queue_options)
+        return self._queue
+
+    def consume(self, consumer_id: str, **options: Any) -> Iterator[PulledTransaction]:
+        """Claim and yield a pull consumer's transactions, forever or until the loop ends;
+        see `eventyard_client.consume` for the options."""
+        return consume(self, consumer_id, **options)
+
     def send_batch(self, events: list[Mapping[str, Any]]) -> Resource:
         """Send up to 1,000 events in one request; one result per event, in order."""
         return self.request(Ops.send_batch([_core.with_idempotency_key(e) for e in events]))
@@ -167,6 +212,11 @@ class Events(_Namespace):
             if not page.get("next_cursor"):
                 return
             filters["cursor"] = page["next_cursor"]
+
+    def stream(self, **options: Any) -> Iterator[Resource]:
+        """New events as they are stored (`GET /v1/events/stream`), reconnecting with
+        Last-Event-ID and dropping repeats; see `eventyard_client.stream` for the options."""
+        return stream_events(self._client, **options)
 
     def get(self, event_id: str) -> Resource:
         """One event with its transactions and processing summary."""
