@@ -1,11 +1,12 @@
 """The `eventyard` command line.
 
 `root` holds the group; each module adds its commands to it when imported: `server` runs
-and administers the server on its database, `remote` holds what the commands that talk to a
-running server share (options, output, errors) through the Python client.
+and administers the server on its database; `manage` (send, tail, triggers, keys,
+consumers, events, replay) and `transfer` (import, export) talk to a running server through
+the Python client, with what they share in `remote`.
 """
 
-from eventyard.cli import server
+from eventyard.cli import manage, server, transfer
 from eventyard.cli.root import main
 
-__all__ = ["main", "server"]
+__all__ = ["main", "manage", "server", "transfer"]

@@ -1,0 +1,1 @@
+"""Commands that manage a running server over its API (to be written)."""

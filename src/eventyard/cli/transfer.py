@@ -1,0 +1,1 @@
+"""eventyard import and export (to be written)."""
