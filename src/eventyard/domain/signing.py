@@ -7,26 +7,31 @@ replays of old messages) and `webhook-signature`: `v1,` followed by the base64 H
 base64 of random bytes; the key is those decoded bytes. While a rotated secret overlaps its
 replacement the header holds one signature per secret, separated by spaces, and a receiver
 accepts the message when any of them matches its own secret. The scheme is byte-for-byte the
-one the `standardwebhooks` library implements, so receivers can verify with it; `verify` is
-our own side of the same check. Pure functions: no I/O, and time comes in as an argument.
+one the `standardwebhooks` library implements, so receivers can verify with it.
+
+The scheme itself (how a secret becomes a key, what is signed, how a signature is checked)
+lives once, in the client's `eventyard_client.webhooks`, which receivers use through
+`verify_webhook`: `sign` and `verify` here delegate to it, so what the server signs and what
+the client accepts cannot drift apart. This module keeps the server's side: making secrets
+and the full set of headers a delivery carries. Pure functions: no I/O, and time comes in as
+an argument.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
-import hmac
 import secrets as _secrets
-import time
 from collections.abc import Mapping, Sequence
+
+from eventyard_client import webhooks as _scheme
+from eventyard_client.errors import WebhookVerificationError
 
 from eventyard import __version__
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
-SIGNATURE_VERSION = "v1"
+SECRET_PREFIX = _scheme.SECRET_PREFIX
+SIGNATURE_VERSION = _scheme.SIGNATURE_VERSION
 SECRET_BYTES = 32
-DEFAULT_TOLERANCE_SECONDS = 300
+DEFAULT_TOLERANCE_SECONDS = _scheme.DEFAULT_TOLERANCE_SECONDS
 USER_AGENT = f"eventyard-webhooks/{__version__}"
 
 
@@ -39,27 +44,9 @@ def generate_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(_secrets.token_bytes(SECRET_BYTES)).decode("ascii")
 
 
-def _secret_key(secret: str) -> bytes:
-    # Decoded like standardwebhooks does: the prefix is optional and padding may be missing.
-    raw = secret.removeprefix(SECRET_PREFIX).rstrip("=")
-    try:
-        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
-    except binascii.Error as exc:
-        raise ValueError("a webhook secret must be 'whsec_' followed by base64") from exc
-    if not key:
-        raise ValueError("a webhook secret may not be empty")
-    return key
-
-
-def _digest(key: bytes, msg_id: str, timestamp: str, body: bytes) -> bytes:
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    return hmac.new(key, signed, hashlib.sha256).digest()
-
-
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """The `v1,<base64 HMAC-SHA256>` signature of one message with one secret."""
-    digest = _digest(_secret_key(secret), msg_id, str(timestamp), body)
-    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode('ascii')}"
+    return _scheme.sign(secret, msg_id, timestamp, body)
 
 
 def signature_header(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
@@ -96,32 +83,9 @@ def verify(
     omitted). A timestamp more than `tolerance_seconds` away from `now`, in either direction,
     is refused, so a captured message cannot be replayed later.
     """
-    lowered = {name.lower(): value for name, value in headers.items()}
-    msg_id = lowered.get("webhook-id")
-    timestamp = lowered.get("webhook-timestamp")
-    signatures = lowered.get("webhook-signature")
-    if not (msg_id and timestamp and signatures):
-        raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature header")
-    if not (timestamp.isascii() and timestamp.isdigit()):
-        raise SignatureError(f"webhook-timestamp is not integer seconds: {timestamp!r}")
-    current = time.time() if now is None else now
-    if int(timestamp) < current - tolerance_seconds:
-        raise SignatureError("webhook-timestamp is too old")
-    if int(timestamp) > current + tolerance_seconds:
-        raise SignatureError("webhook-timestamp is too far in the future")
-
-    expected = _digest(_secret_key(secret), msg_id, timestamp, body)
-    matched = False
-    for entry in signatures.split(" "):
-        version, _, encoded = entry.partition(",")
-        if version != SIGNATURE_VERSION:
-            continue
-        try:
-            candidate = base64.b64decode(encoded, validate=True)
-        except binascii.Error:
-            continue
-        # Check every entry rather than stopping at the first match, so timing says nothing
-        # about which one matched.
-        matched |= hmac.compare_digest(expected, candidate)
-    if not matched:
-        raise SignatureError("no webhook-signature matches the secret")
+    try:
+        _scheme.verify_signature(
+            body, headers, secret, tolerance_seconds=tolerance_seconds, now=now
+        )
+    except WebhookVerificationError as exc:
+        raise SignatureError(str(exc)) from exc
