@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -20,7 +20,7 @@ from eventyard_client import _core
 from eventyard_client._core import Call, Ops, RetryPolicy, drop_none, time_param
 from eventyard_client.consume import AsyncPulledTransaction, consume_async
 from eventyard_client.errors import APIError, TransportError
-from eventyard_client.queue import AsyncBackgroundQueue, QueueStats
+from eventyard_client.queue import CLOSED_MESSAGE, AsyncBackgroundQueue, QueueStats, RejectedEvent
 from eventyard_client.resource import Resource
 from eventyard_client.stream import stream_events_async
 
@@ -34,8 +34,10 @@ class AsyncClient:
     `url` and `key` default to the `EVENTYARD_URL` and `EVENTYARD_KEY` environment variables
     (and the URL to http://127.0.0.1:8000). Requests that fail in a way that is safe to
     repeat are retried `max_retries` times with exponential backoff, honouring Retry-After.
-    `track()` queues events and sends them in batches from a background thread; the
-    `batch_size`, `flush_interval`, `max_queue_size` and `on_full` options shape that queue.
+    `track()` queues events and sends them in batches from a background task; the
+    `batch_size`, `flush_interval`, `max_queue_size`, `on_full`, `max_backoff`,
+    `shutdown_timeout` and `on_error` options shape that queue (see `QueueOptions` and
+    `eventyard_client.queue`).
     """
 
     def __init__(
@@ -49,18 +51,25 @@ class AsyncClient:
         flush_interval: float = 0.5,
         max_queue_size: int = 10_000,
         on_full: Literal["drop", "block"] = "drop",
+        max_backoff: float = 30.0,
+        shutdown_timeout: float = 10.0,
+        on_error: Callable[[RejectedEvent], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = _core.base_url(url or os.environ.get("EVENTYARD_URL"))
         self.key = key or os.environ.get("EVENTYARD_KEY")
         self.retry_policy = RetryPolicy(max_retries=max_retries)
-        self.queue_options = _core.QueueOptions(batch_size, flush_interval, max_queue_size, on_full)
+        self.queue_options = _core.QueueOptions(
+            batch_size, flush_interval, max_queue_size, on_full, shutdown_timeout, max_backoff
+        )
+        self.on_error = on_error
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers=_core.request_headers(self.key),
             timeout=timeout,
             transport=transport,
         )
+        self._closed = False
         self._queue: AsyncBackgroundQueue | None = None
         self.events = Events(self)
         self.triggers = Triggers(self)
@@ -70,8 +79,10 @@ class AsyncClient:
         self.project = Project(self)
 
     # -- plumbing
-    async def request(self, call: Call[T]) -> T:
-        """Send one call, retrying what is safe to retry; return its parsed answer."""
+    async def request(self, call: Call[T], *, retries: bool = True) -> T:
+        """Send one call, retrying what is safe to retry; return its parsed answer.
+        `retries=False` sends it once (the queue keeps its own schedule of retries)."""
+        policy = self.retry_policy if retries else RetryPolicy(max_retries=0)
         attempt = 0
         while True:
             attempt += 1
@@ -85,7 +96,7 @@ class AsyncClient:
                 )
             except httpx.TransportError as exc:
                 sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-                delay = _core.retry_delay(self.retry_policy, call, attempt, sent=sent)
+                delay = _core.retry_delay(policy, call, attempt, sent=sent)
                 if delay is None:
                     raise TransportError(f"{call.method} {call.path}: {exc!r}") from exc
                 await asyncio.sleep(delay)
@@ -96,14 +107,16 @@ class AsyncClient:
                 )
             except APIError as exc:
                 delay = _core.retry_delay(
-                    self.retry_policy, call, attempt, status=exc.status, retry_after=exc.retry_after
+                    policy, call, attempt, status=exc.status, retry_after=exc.retry_after
                 )
                 if delay is None:
                     raise
                 await asyncio.sleep(delay)
 
     async def close(self) -> None:
-        """Send what `track()` queued, then close the connections."""
+        """Send what `track()` queued (for at most `shutdown_timeout` seconds), then close
+        the connections. `track()` refuses events from then on."""
+        self._closed = True
         if self._queue is not None:
             await self._queue.close()
         await self._http.aclose()
@@ -145,7 +158,9 @@ class AsyncClient:
         retried until it succeeds, so nothing queued is lost and, thanks to the key, nothing
         is stored twice. When `max_queue_size` events wait, `on_full="drop"` drops the new
         event (with a warning, counted in `queue_stats().dropped`) and `on_full="block"` waits
-        for room.
+        for room. Events the server rejects are logged, counted in `queue_stats().rejected`
+        and handed to `on_error`. A payload that is not JSON raises TypeError here; after
+        `close()`, track() raises RuntimeError.
         """
         body = _core.event_body(
             trigger, user_id, payload, timestamp=timestamp, idempotency_key=idempotency_key
@@ -164,7 +179,9 @@ class AsyncClient:
 
     def _background(self) -> AsyncBackgroundQueue:
         if self._queue is None:
-            self._queue = AsyncBackgroundQueue(self, self.queue_options)
+            if self._closed:
+                raise RuntimeError(CLOSED_MESSAGE)
+            self._queue = AsyncBackgroundQueue(self, self.queue_options, self.on_error)
         return self._queue
 
     def consume(self, consumer_id: str, **options: Any) -> AsyncIterator[AsyncPulledTransaction]:

@@ -410,12 +410,16 @@ class QueueOptions:
     """How `track()`'s background queue batches: up to `batch_size` events a request, sent
     at least every `flush_interval` seconds; at most `max_queue_size` events wait, and when
     they do, `on_full` says whether `track()` drops the new event or blocks until there is
-    room."""
+    room. A failed send is retried until it succeeds, pausing up to `max_backoff` seconds
+    between tries (longer only when the server's Retry-After asks for it); `close()` and the
+    exit hook give the queue `shutdown_timeout` seconds to send what is left."""
 
     batch_size: int = 100
     flush_interval: float = 0.5
     max_queue_size: int = 10_000
     on_full: str = "drop"
+    shutdown_timeout: float = 10.0
+    max_backoff: float = 30.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 1000:
@@ -428,3 +432,7 @@ class QueueOptions:
             raise ValueError(f"max_queue_size must be at least 1; got {self.max_queue_size}")
         if self.on_full not in ("drop", "block"):
             raise ValueError(f"on_full must be 'drop' or 'block'; got {self.on_full!r}")
+        if self.shutdown_timeout < 0:
+            raise ValueError(f"shutdown_timeout must not be negative; got {self.shutdown_timeout}")
+        if self.max_backoff <= 0:
+            raise ValueError(f"max_backoff must be positive; got {self.max_backoff}")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import builtins
 import os
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -21,7 +22,7 @@ from eventyard_client import _core
 from eventyard_client._core import Call, Ops, RetryPolicy, drop_none, time_param
 from eventyard_client.consume import PulledTransaction, consume
 from eventyard_client.errors import APIError, TransportError
-from eventyard_client.queue import BackgroundQueue, QueueStats
+from eventyard_client.queue import CLOSED_MESSAGE, BackgroundQueue, QueueStats, RejectedEvent
 from eventyard_client.resource import Resource
 from eventyard_client.stream import stream_events
 
@@ -36,7 +37,9 @@ class Client:
     (and the URL to http://127.0.0.1:8000). Requests that fail in a way that is safe to
     repeat are retried `max_retries` times with exponential backoff, honouring Retry-After.
     `track()` queues events and sends them in batches from a background thread; the
-    `batch_size`, `flush_interval`, `max_queue_size` and `on_full` options shape that queue.
+    `batch_size`, `flush_interval`, `max_queue_size`, `on_full`, `max_backoff`,
+    `shutdown_timeout` and `on_error` options shape that queue (see `QueueOptions` and
+    `eventyard_client.queue`).
     """
 
     def __init__(
@@ -50,19 +53,27 @@ class Client:
         flush_interval: float = 0.5,
         max_queue_size: int = 10_000,
         on_full: Literal["drop", "block"] = "drop",
+        max_backoff: float = 30.0,
+        shutdown_timeout: float = 10.0,
+        on_error: Callable[[RejectedEvent], None] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = _core.base_url(url or os.environ.get("EVENTYARD_URL"))
         self.key = key or os.environ.get("EVENTYARD_KEY")
         self.retry_policy = RetryPolicy(max_retries=max_retries)
-        self.queue_options = _core.QueueOptions(batch_size, flush_interval, max_queue_size, on_full)
+        self.queue_options = _core.QueueOptions(
+            batch_size, flush_interval, max_queue_size, on_full, shutdown_timeout, max_backoff
+        )
+        self.on_error = on_error
         self._http = httpx.Client(
             base_url=self.url,
             headers=_core.request_headers(self.key),
             timeout=timeout,
             transport=transport,
         )
+        self._closed = False
         self._queue: BackgroundQueue | None = None
+        self._queue_lock = threading.Lock()  # track() may make the queue from many threads
         self.events = Events(self)
         self.triggers = Triggers(self)
         self.keys = Keys(self)
@@ -71,8 +82,10 @@ class Client:
         self.project = Project(self)
 
     # -- plumbing
-    def request(self, call: Call[T]) -> T:
-        """Send one call, retrying what is safe to retry; return its parsed answer."""
+    def request(self, call: Call[T], *, retries: bool = True) -> T:
+        """Send one call, retrying what is safe to retry; return its parsed answer.
+        `retries=False` sends it once (the queue keeps its own schedule of retries)."""
+        policy = self.retry_policy if retries else RetryPolicy(max_retries=0)
         attempt = 0
         while True:
             attempt += 1
@@ -86,7 +99,7 @@ class Client:
                 )
             except httpx.TransportError as exc:
                 sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-                delay = _core.retry_delay(self.retry_policy, call, attempt, sent=sent)
+                delay = _core.retry_delay(policy, call, attempt, sent=sent)
                 if delay is None:
                     raise TransportError(f"{call.method} {call.path}: {exc!r}") from exc
                 time.sleep(delay)
@@ -97,14 +110,16 @@ class Client:
                 )
             except APIError as exc:
                 delay = _core.retry_delay(
-                    self.retry_policy, call, attempt, status=exc.status, retry_after=exc.retry_after
+                    policy, call, attempt, status=exc.status, retry_after=exc.retry_after
                 )
                 if delay is None:
                     raise
                 time.sleep(delay)
 
     def close(self) -> None:
-        """Send what `track()` queued, then close the connections."""
+        """Send what `track()` queued (for at most `shutdown_timeout` seconds), then close
+        the connections. `track()` refuses events from then on."""
+        self._closed = True
         if self._queue is not None:
             self._queue.close()
         self._http.close()
@@ -146,7 +161,9 @@ class Client:
         retried until it succeeds, so nothing queued is lost and, thanks to the key, nothing
         is stored twice. When `max_queue_size` events wait, `on_full="drop"` drops the new
         event (with a warning, counted in `queue_stats().dropped`) and `on_full="block"` waits
-        for room.
+        for room. Events the server rejects are logged, counted in `queue_stats().rejected`
+        and handed to `on_error`. A payload that is not JSON raises TypeError here; after
+        `close()`, track() raises RuntimeError.
         """
         body = _core.event_body(
             trigger, user_id, payload, timestamp=timestamp, idempotency_key=idempotency_key
@@ -164,9 +181,12 @@ class Client:
         return QueueStats() if self._queue is None else self._queue.stats()
 
     def _background(self) -> BackgroundQueue:
-        if self._queue is None:
-            self._queue = BackgroundQueue(self, self.queue_options)
-        return self._queue
+        with self._queue_lock:
+            if self._queue is None:
+                if self._closed:
+                    raise RuntimeError(CLOSED_MESSAGE)
+                self._queue = BackgroundQueue(self, self.queue_options, self.on_error)
+            return self._queue
 
     def consume(self, consumer_id: str, **options: Any) -> Iterator[PulledTransaction]:
         """Claim and yield a pull consumer's transactions, forever or until the loop ends;
