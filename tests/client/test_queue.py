@@ -264,7 +264,11 @@ def test_rejected_events_are_logged_counted_and_not_retried_and_do_not_hold_back
     assert "sk_live_wrong" not in caplog.text
 
 
-def test_async_client_queues_retries_through_a_crash_and_flushes(server: RunningServer) -> None:
+def test_async_client_queues_retries_through_a_crash_and_flushes(
+    sqlite_server: RunningServer,
+) -> None:
+    server = sqlite_server
+
     async def main() -> tuple[list[str], Any]:
         client = AsyncClient(server.url, server.live_key, batch_size=25, **FAST)
         keys = [await client.track("async_view", f"u{i}") for i in range(200)]
