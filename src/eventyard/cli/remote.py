@@ -6,6 +6,11 @@ Every such command takes `--url` and `--key` (or `EVENTYARD_URL` / `EVENTYARD_KE
 is for programs: one JSON document, or one JSON object per line for streams. A failure
 exits with status 1 and one readable message on stderr (the server's message and each
 field error), never a traceback.
+
+Times on the command line (`--since`, `--until`, `--timestamp`) are ISO 8601 (`2026-11-23`,
+`2026-11-23T10:00:00Z`; without a zone, UTC) or a span back from now: a number and a unit,
+`s`, `m`, `h`, `d` or `w` (`30m`, `1h`, `2d`). JSON inputs (`--data`, `--schema`) are JSON
+text, `@FILE` to read a file, or `-` to read standard input.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -34,6 +42,7 @@ def remote_options(command: F) -> F:
     command = click.option(
         "--key",
         envvar="EVENTYARD_KEY",
+        metavar="KEY",
         help="The API key (default: EVENTYARD_KEY).",
         show_envvar=False,
     )(command)
@@ -41,7 +50,7 @@ def remote_options(command: F) -> F:
         "--url",
         envvar="EVENTYARD_URL",
         default="http://127.0.0.1:8000",
-        show_default=True,
+        metavar="URL",
         help="The server (default: EVENTYARD_URL, else http://127.0.0.1:8000).",
     )(command)
 
@@ -140,3 +149,87 @@ def _pretty(value: Any) -> str:
 
 def stderr_is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+_SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_time(value: str, now: datetime | None = None) -> datetime:
+    """An aware UTC datetime from ISO 8601 (naive means UTC) or a span back from now
+    (`30m`, `1h`, `2d`); ValueError with a readable message otherwise."""
+    span = _SPAN.match(value)
+    if span:
+        seconds = float(span.group(1)) * _UNIT_SECONDS[span.group(2).lower()]
+        return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a time: give ISO 8601 (2026-11-23T10:00:00Z) "
+            "or a span back from now (30m, 1h, 2d)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
+
+
+def iso(when: datetime) -> str:
+    return when.isoformat().replace("+00:00", "Z")
+
+
+class TimeType(click.ParamType[str, Any]):
+    """A command-line time (see the module's docstring), given to the command as ISO 8601."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return iso(parse_time(str(value)))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+TIME = TimeType()
+
+
+def read_json(value: str, what: str) -> Any:
+    """JSON text, `@FILE` or `-` (standard input), parsed; a usage error names `what`."""
+    if value == "-":
+        text, source = sys.stdin.read(), "standard input"
+    elif value.startswith("@"):
+        path = Path(value[1:]).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot read {path}: {exc.strerror}", param_hint=what
+            ) from None
+        source = str(path)
+    else:
+        text, source = value, "the value"
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{source} is not JSON: {exc}", param_hint=what) from None
+
+
+def read_json_object(value: str, what: str) -> dict[str, Any]:
+    parsed = read_json(value, what)
+    if not isinstance(parsed, dict):
+        raise click.BadParameter(
+            f"must be a JSON object ({{...}}), not {type(parsed).__name__}", param_hint=what
+        )
+    return parsed
+
+
+def with_short_times(rows: Sequence[dict[str, Any]], *fields: str) -> list[dict[str, Any]]:
+    """Copies of `rows` with their time `fields` shortened for a table."""
+    return [{**row, **{f: short_time(row.get(f)) for f in fields}} for row in rows]
+
+
+def short_time(value: Any) -> str:
+    """`2026-11-23T11:29:09.223556Z` as `2026-11-23 11:29:09`: tables are for reading."""
+    if not isinstance(value, str) or "T" not in value:
+        return "" if value is None else str(value)
+    return value.replace("T", " ").split(".")[0].removesuffix("Z")

@@ -1,5 +1,6 @@
 """The commands that run the server or work on its database directly: serve, worker,
-migrate, settings, init, users, and `keys create --project` for bootstrapping.
+migrate, settings, init and users. (`keys create --project`, which mints a key into the
+database for bootstrapping, lives with the other `keys` commands in `manage`.)
 
 Commands that touch the database open it with the same settings the server uses
 (`--database-url` or `EVENTYARD_DATABASE_URL`, else `./eventyard.db`), so `eventyard init`
@@ -19,7 +20,6 @@ import click
 import orjson
 
 from eventyard.cli.root import main
-from eventyard.domain.models import Environment
 from eventyard.errors import EventyardError
 from eventyard.settings import Settings, SettingsError
 from eventyard.store import Store, open_store
@@ -189,46 +189,6 @@ def init(project_name: str, as_json: bool, database_url: str | None) -> None:
     click.echo("Admin keys (shown once; store them now):")
     for env, secret in result.keys.items():
         click.echo(f"  {env.value:4}  {secret}")
-
-
-@main.group()
-def keys() -> None:
-    """Manage API keys."""
-
-
-@keys.command("create")
-@click.option("--project", "project_name", required=True)
-@click.option("--env", "env", type=click.Choice(["live", "test"]), required=True)
-@click.option("--scopes", required=True, help="Comma-separated: write,read,delete,admin.")
-@click.option("--name", default="API key", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@_DB_OPTION
-def keys_create(
-    project_name: str, env: str, scopes: str, name: str, as_json: bool, database_url: str | None
-) -> None:
-    """Mint a new API key for a project."""
-    from eventyard.clock import SystemClock
-    from eventyard.services.keys import KeyService, parse_scopes
-    from eventyard.services.projects import get_project_by_name
-
-    settings = _settings(database_url=database_url)
-    try:
-        scope_set = parse_scopes(scopes.split(","))
-    except EventyardError as exc:
-        raise click.ClickException(exc.message) from None
-
-    async def work(store: Store) -> tuple[Any, str]:
-        project = await get_project_by_name(store, project_name)
-        service = KeyService(store, SystemClock(), settings.cache_seconds)
-        return await service.create(project.id, Environment(env), scope_set, name)
-
-    key, secret = _with_store(settings, work)
-    if as_json:
-        _print_json({"key": secret, "id": key.id})
-        return
-    click.echo(f"Created key {key.id} ({key.environment.value}; scopes: {scopes}).")
-    click.echo(f"  {secret}")
-    click.echo("This is the only time the key is shown.")
 
 
 @main.group()
