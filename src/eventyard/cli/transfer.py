@@ -1,1 +1,328 @@
-"""eventyard import and export (to be written)."""
+"""`eventyard import` and `eventyard export`: moving events between files and a server.
+
+Import reads NDJSON or CSV a line at a time (`import_source`), sends batches through the
+batch API and sorts each line into accepted, duplicate or rejected (`import_run`). It is
+safe to run again: every line carries an idempotency key, its own or one derived from the
+file and line number, so what is stored already comes back as a duplicate. Rejected lines
+are written to a rejects file in the input's format, ready to fix and import, with the
+reasons beside them (events.rejected.errors.jsonl for events.rejected.ndjson).
+
+Export pages through `GET /v1/events` with the filters given and writes each page as it
+arrives (`export_writers`), so memory stays flat however many events there are.
+
+Exit status of import: 0 when every line was accepted or a duplicate, 3 when the import ran
+to the end but some lines were rejected (the summary says how many and where they are), 1
+when it stopped early (a wrong key, a server that stays down) and 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from eventyard_client import AuthenticationError, Client
+
+from eventyard.cli import export_writers, import_run, import_source
+from eventyard.cli.remote import open_client, remote_options, reported_errors, stderr_is_tty
+from eventyard.cli.root import main
+
+EXIT_REJECTED = 3
+# Enough patience for a server restart (backoff 0.5 s doubling: about 30 s in all) before a
+# batch counts as failed.
+IMPORT_RETRIES = 6
+
+
+# -- import
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(import_source.FORMATS),
+    help="The file's format (default: from its extension: .ndjson/.jsonl/.json or .csv).",
+)
+@click.option(
+    "--rejects",
+    "rejects_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where rejected lines go (default: events.rejected.ndjson for events.ndjson); their "
+    "reasons go beside it (events.rejected.errors.jsonl).",
+)
+@click.option(
+    "--key-prefix",
+    help="Derive idempotency keys from this instead of FILE's absolute path; keep it the "
+    "same to re-run an import of a file that was moved or renamed.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, import_run.MAX_BATCH_EVENTS),
+    default=500,
+    show_default=True,
+    help="Events a request (a request also stays under 512 KB).",
+)
+@click.option(
+    "--in-flight",
+    type=click.IntRange(1, 16),
+    default=4,
+    show_default=True,
+    help="Batches sent at the same time.",
+)
+@click.option(
+    "--from-line",
+    type=click.IntRange(1),
+    default=1,
+    help="Skip the lines before this one (to resume a stopped import; re-running it all is "
+    "safe too).",
+)
+@remote_options
+def import_(
+    url: str,
+    key: str | None,
+    as_json: bool,
+    file: Path,
+    fmt: str | None,
+    rejects_path: Path | None,
+    key_prefix: str | None,
+    batch_size: int,
+    in_flight: int,
+    from_line: int,
+) -> None:
+    """Send the events in FILE (NDJSON, or CSV with a header row) to the server.
+
+    Each NDJSON line, or CSV row, is an event: trigger, user_id, payload, timestamp and
+    idempotency_key, as for POST /v1/events. In CSV, a `payload` column holds a JSON object
+    and every other column is a payload field: a cell that is a JSON number, true, false or
+    null is that value, any other cell is text, an empty cell is left out.
+
+    A line without an idempotency_key gets one derived from the file and line number, so
+    running the same import again stores nothing twice: those lines count as duplicates.
+    Rejected lines are written, as they were, to the rejects file, and why to a file beside
+    it; fix them there and import that file.
+
+    Exit status: 0 all accepted or duplicates, 3 some lines rejected, 1 stopped early.
+    """
+    try:
+        fmt = import_source.format_for(file, fmt)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    rejects_path = rejects_path or default_rejects_path(file, fmt)
+    if rejects_path.resolve() == file.resolve():
+        raise click.UsageError("--rejects must not be the file being imported")
+    reasons_path = rejects_path.with_name(f"{rejects_path.stem}.errors.jsonl")
+    prefix = key_prefix if key_prefix is not None else str(file.resolve())
+    client = open_client(url, key, max_retries=IMPORT_RETRIES, timeout=60.0)
+    started = time.monotonic()
+    tally = import_run.Tally()
+    with client, file.open("rb") as stream:
+        try:
+            source = import_source.Source(stream, fmt, prefix)
+        except ValueError as exc:
+            raise click.ClickException(f"{file}: {exc}") from None
+        rejects = import_run.RejectsFile(rejects_path, reasons_path, source.header)
+        records = (r for r in source if r.line >= from_line)
+        batches = import_run.batches(records, lambda: source.position, batch_size)
+        stopped: import_run.Stopped | None = None
+        try:
+            with byte_progress(file.stat().st_size, "Importing") as progress:
+                import_run.run_import(
+                    client, batches, rejects.write, tally, in_flight=in_flight, progress=progress
+                )
+        except import_run.Stopped as exc:
+            stopped = exc
+        finally:
+            rejects.close()
+    summary = {
+        "file": str(file),
+        "lines": tally.lines,
+        "accepted": tally.accepted,
+        "duplicate": tally.duplicate,
+        "rejected": tally.rejected,
+        "rejected_by_code": tally.codes,
+        "rejects_file": str(rejects_path) if rejects.written else None,
+        "reasons_file": str(reasons_path) if rejects.written else None,
+        "complete": stopped is None,
+        "resume_from_line": stopped.line if stopped else None,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    print_import_summary(summary, rejects.first, as_json)
+    if stopped is not None:
+        fail_stopped(stopped, url, file)
+    if tally.rejected:
+        sys.exit(EXIT_REJECTED)
+
+
+def default_rejects_path(file: Path, fmt: str) -> Path:
+    """events.ndjson → events.rejected.ndjson, beside the input."""
+    return file.with_name(f"{file.stem}.rejected{file.suffix or '.' + fmt}")
+
+
+def print_import_summary(
+    summary: dict[str, Any], first: list[tuple[int, import_source.Problem]], as_json: bool
+) -> None:
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+        return
+    for line, problem in first:
+        click.echo(f"line {line}: {problem.code}: {problem.message}", err=True)
+    if summary["rejected"] > len(first):
+        click.echo(f"(and {summary['rejected'] - len(first):,} more rejected lines)", err=True)
+    verb = "Imported" if summary["complete"] else "Stopped importing"
+    click.echo(f"{verb} {summary['file']}: {summary['lines']:,} lines in {summary['seconds']} s")
+    width = len(f"{max(summary['accepted'], summary['duplicate'], summary['rejected']):,}")
+    click.echo(f"  accepted   {summary['accepted']:>{width},}")
+    click.echo(f"  duplicate  {summary['duplicate']:>{width},}")
+    rejected = f"  rejected   {summary['rejected']:>{width},}"
+    if summary["rejects_file"]:
+        rejected += f"  → {summary['rejects_file']} (reasons: {summary['reasons_file']})"
+    click.echo(rejected)
+
+
+def fail_stopped(stopped: import_run.Stopped, url: str, file: Path) -> None:
+    resume = (
+        f"Lines before {stopped.line:,} are done. Running the same command again is safe "
+        f"(what is stored counts as duplicate); to skip what is done, add --from-line "
+        f"{stopped.line}."
+    )
+    if isinstance(stopped.error, AuthenticationError):
+        resume = f"Nothing more was sent from {file}; fix the key and run the command again."
+    try:
+        with reported_errors(url):
+            raise stopped.error
+    except click.ClickException as exc:
+        raise click.ClickException(
+            f"stopped at line {stopped.line:,}: {exc.message}\n{resume}"
+        ) from None
+
+
+@contextmanager
+def byte_progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr over `total` bytes, when stderr is a terminal; the callable
+    takes the position reached."""
+    if not stderr_is_tty():
+        yield lambda _position: None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        done = 0
+
+        def advance(position: int) -> None:
+            nonlocal done
+            bar.update(max(position - done, 0))
+            done = max(done, position)
+
+        yield advance
+
+
+# -- export
+
+
+@main.command("export")
+@click.option("--trigger", help="Only this trigger's events.")
+@click.option("--user", "user_id", help="Only this user's events.")
+@click.option("--source", help="Only events that came through this door (api, segment, ...).")
+@click.option("--since", help="Event time from (inclusive): ISO 8601 or epoch milliseconds.")
+@click.option("--until", help="Event time before (exclusive): ISO 8601 or epoch milliseconds.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(export_writers.FORMATS),
+    help="Default: from the --output extension (.ndjson/.jsonl, .csv, .parquet); NDJSON "
+    "for stdout.",
+)
+@click.option(
+    "--output",
+    "-o",
+    default="-",
+    show_default=True,
+    help="The file to write, or - for stdout (not for Parquet).",
+)
+@remote_options
+def export(
+    url: str,
+    key: str | None,
+    as_json: bool,
+    trigger: str | None,
+    user_id: str | None,
+    source: str | None,
+    since: str | None,
+    until: str | None,
+    fmt: str | None,
+    output: str,
+) -> None:
+    """Write the events matching the filters to a file, newest first, page by page.
+
+    Columns: id, trigger, user_id, timestamp, received_at, idempotency_key, source,
+    environment, payload, expires_at. In CSV and Parquet the payload is JSON text. An
+    NDJSON or CSV export imports back with `eventyard import`.
+    """
+    try:
+        fmt = export_writers.format_for(output, fmt)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if fmt == "parquet":
+        if output == "-":
+            raise click.UsageError("Parquet cannot go to stdout: give --output FILE.parquet")
+        try:
+            export_writers.check_parquet()
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from None
+    filters = {
+        "trigger": trigger,
+        "user_id": user_id,
+        "source": source,
+        "since": since,
+        "until": until,
+    }
+    client = open_client(url, key, max_retries=IMPORT_RETRIES, timeout=60.0)
+    started = time.monotonic()
+    with client, reported_errors(url):
+        count = write_export(client, {k: v for k, v in filters.items() if v}, fmt, output)
+    summary = {
+        "exported": count,
+        "format": fmt,
+        "output": output,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    to_stderr = output == "-"
+    if as_json:
+        click.echo(json.dumps(summary), err=to_stderr)
+    else:
+        where = "stdout" if to_stderr else output
+        click.echo(
+            f"Exported {count:,} events to {where} ({fmt}) in {summary['seconds']} s", err=to_stderr
+        )
+
+
+def write_export(client: Client, filters: dict[str, str], fmt: str, output: str) -> int:
+    count = 0
+    tty = stderr_is_tty()
+    with export_writers.output_stream(output) as stream:
+        writer = export_writers.open_writer(fmt, stream)
+        for page in pages(client, filters):
+            writer.write(page)
+            count += len(page)
+            if tty:
+                click.echo(f"\rExporting: {count:,} events", nl=False, err=True)
+        writer.close()
+    if tty:
+        click.echo("", err=True)
+    return count
+
+
+def pages(client: Client, filters: dict[str, Any]) -> Iterator[list[Any]]:
+    params: dict[str, Any] = {**filters, "limit": 1000}
+    while True:
+        page = client.events.list(**params)
+        if page["data"]:
+            yield page["data"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return
+        params["cursor"] = cursor

@@ -1,0 +1,323 @@
+"""`eventyard import` and `eventyard export` as a user runs them: the CLI in a subprocess
+against a real server on each backend, checked through what the files and the API show."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from eventyard_client import Client
+
+from tests.client.conftest import RunningServer, start_server
+
+LINES = 3_000  # 12 batches of 250, 4 in flight: enough to show order and paging
+BASE_MS = 1_763_800_000_000  # 2025-11-22T08:26:40Z
+
+
+@pytest.fixture
+def server(store_url: str, tmp_path: Path) -> Iterator[RunningServer]:
+    running = start_server(store_url, tmp_path / "server.log")
+    try:
+        yield running
+    finally:
+        running.process.stop()
+
+
+def cli(server: RunningServer, key: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "EVENTYARD_URL": server.url, "EVENTYARD_KEY": key}
+    return subprocess.run(
+        [sys.executable, "-m", "eventyard", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def import_json(server: RunningServer, key: str, *args: str) -> tuple[int, dict[str, Any]]:
+    done = cli(server, key, "import", "--json", *args)
+    assert done.stdout, done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def json_lines(path: Path) -> list[Any]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def counts(summary: dict[str, Any]) -> tuple[int, int, int, int]:
+    return summary["lines"], summary["accepted"], summary["duplicate"], summary["rejected"]
+
+
+def stored(server: RunningServer, key: str, **filters: Any) -> list[dict[str, Any]]:
+    with Client(server.url, key) as client:
+        return list(client.events.iter(**filters))
+
+
+def comparable(event: dict[str, Any]) -> tuple[Any, ...]:
+    """What an import must reproduce of an event."""
+    payload = json.dumps(event["payload"], sort_keys=True)
+    return (
+        event["trigger"],
+        event["user_id"],
+        payload,
+        event["timestamp"],
+        event["idempotency_key"],
+    )
+
+
+def good_line(i: int) -> str:
+    event = {
+        "trigger": "purchase",
+        "user_id": f"u{i % 50}",
+        "payload": {"amount": i, "sku": f"sku-{i % 7}"},
+        "timestamp": BASE_MS + i * 1000,
+    }
+    return json.dumps(event)
+
+
+def test_ndjson_import_sorts_lines_writes_rejects_and_reruns_as_duplicates(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    with Client(server.url, server.test_key) as client:
+        client.triggers.create(
+            "Purchase", id="purchase", attributes=[{"name": "amount", "type": "number"}]
+        )
+    bad = {
+        10: '{"trigger": "purchase", "user_id": ',  # not JSON
+        500: json.dumps({"trigger": "purchase", "user_id": "u1", "payload": {"amount": "lots"}}),
+        2900: json.dumps({"trigger": "purchase", "payload": {"amount": 1}}),  # no user_id
+    }
+    lines = [bad.get(i, good_line(i)) for i in range(1, LINES + 1)]
+    lines[1499] = "   "  # a blank line is skipped, not rejected
+    source = tmp_path / "events.ndjson"
+    source.write_text("\n".join(lines) + "\n")
+
+    status, summary = import_json(server, server.test_key, str(source), "--batch-size", "250")
+    assert status == 3
+    assert counts(summary) == (LINES - 1, LINES - 4, 0, 3)
+    assert summary["complete"] is True
+    rejects = tmp_path / "events.rejected.ndjson"
+    assert summary["rejects_file"] == str(rejects)
+    assert rejects.read_text().splitlines() == [bad[10], bad[500], bad[2900]]
+    reasons = json_lines(tmp_path / "events.rejected.errors.jsonl")
+    assert [(r["line"], r["code"]) for r in reasons] == [
+        (10, "malformed_json"),
+        (500, "validation_failed"),
+        (2900, "validation_failed"),
+    ]
+    assert reasons[1]["errors"][0]["path"] == "$.payload.amount"
+    assert reasons[2]["errors"] == [{"path": "$.user_id", "message": "is required"}]
+    assert len(stored(server, server.test_key)) == LINES - 4
+
+    status, again = import_json(server, server.test_key, str(source), "--batch-size", "250")
+    assert status == 3
+    assert counts(again) == (LINES - 1, 0, LINES - 4, 3)
+    assert len(stored(server, server.test_key)) == LINES - 4
+
+    fixed = [
+        json.dumps({"trigger": "purchase", "user_id": "u10", "payload": {"amount": 10}}),
+        bad[500].replace('"lots"', "500"),
+        bad[2900].replace('"payload"', '"user_id": "u2900", "payload"'),
+    ]
+    rejects.write_text("\n".join(fixed) + "\n")
+    status, repaired = import_json(server, server.test_key, str(rejects))
+    assert status == 0, repaired
+    assert counts(repaired) == (3, 3, 0, 0)
+    assert repaired["rejects_file"] is None
+    assert len(stored(server, server.test_key)) == LINES - 1
+
+    # The same line with other content: its derived key is taken, so the server refuses it.
+    lines[1] = lines[1].replace('"amount": 2,', '"amount": 3,')
+    source.write_text("\n".join(lines) + "\n")
+    done = cli(server, server.test_key, "import", str(source))
+    assert done.returncode == 3
+    assert "line 2: idempotency_key_reused" in done.stderr
+    assert f"duplicate  {LINES - 5:,}" in done.stdout
+    reasons = json_lines(tmp_path / "events.rejected.errors.jsonl")
+    assert (reasons[0]["line"], reasons[0]["code"]) == (2, "idempotency_key_reused")
+    assert len(stored(server, server.test_key)) == LINES - 1
+
+
+CSV_TEXT = (
+    "trigger,user_id,timestamp,amount,plan,flag,note,payload,payload.source,idempotency_key\n"
+    'signup,u1,2026-01-02T03:04:05Z,12.5,pro,true,,"{""tags"": [1, 2]}",web,k-1\n'
+    "\n"
+    'signup,u2,1767225600000,007,null,false,"two\nlines",,,k-2\n'
+    "signup,,2026-01-02T03:04:05Z,1,free,true,,,,k-3\n"
+    'signup,u4,2026-01-02T03:04:06Z,-1e3,"a, b",TRUE," x ",,,\n'
+)
+
+
+def test_csv_import_reads_columns_as_payload_fields_and_an_export_imports_back(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    source = tmp_path / "signups.csv"
+    source.write_text(CSV_TEXT)
+    status, summary = import_json(server, server.test_key, str(source))
+    assert status == 3
+    assert counts(summary) == (4, 3, 0, 1)
+    header, *_ = CSV_TEXT.splitlines()
+    missing = "signup,,2026-01-02T03:04:05Z,1,free,true,,,,k-3"
+    assert (tmp_path / "signups.rejected.csv").read_text() == f"{header}\n{missing}\n"
+    (reason,) = json_lines(tmp_path / "signups.rejected.errors.jsonl")
+    # Line 6: the header is line 1 and the row for u2 spans lines 4 and 5.
+    assert (reason["line"], reason["errors"]) == (
+        6,
+        [{"path": "$.user_id", "message": "is required"}],
+    )
+
+    events = {e["user_id"]: e for e in stored(server, server.test_key)}
+    assert events["u1"]["payload"] == {
+        "amount": 12.5,
+        "plan": "pro",
+        "flag": True,
+        "tags": [1, 2],
+        "source": "web",
+    }
+    assert events["u1"]["timestamp"] == "2026-01-02T03:04:05.000000Z"
+    assert events["u1"]["idempotency_key"] == "k-1"
+    # A leading zero is not a JSON number; a quoted cell keeps its newline; null is null.
+    assert events["u2"]["payload"] == {
+        "amount": "007",
+        "plan": None,
+        "flag": False,
+        "note": "two\nlines",
+    }
+    assert events["u2"]["timestamp"] == "2026-01-01T00:00:00.000000Z"
+    assert events["u4"]["payload"] == {
+        "amount": -1000.0,
+        "plan": "a, b",
+        "flag": "TRUE",
+        "note": " x ",
+    }
+    assert events["u4"]["idempotency_key"].startswith("imp_")
+
+    exported = tmp_path / "export.csv"
+    done = cli(server, server.test_key, "export", "--output", str(exported))
+    assert done.returncode == 0, done.stderr
+    status, summary = import_json(server, server.live_key, str(exported))
+    assert (status, counts(summary)) == (0, (3, 3, 0, 0))
+    copied = stored(server, server.live_key)
+    assert sorted(map(comparable, copied)) == sorted(map(comparable, events.values()))
+
+
+def test_export_writes_ndjson_csv_and_parquet_with_filters_and_round_trips(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    total = 2_500  # three pages of 1,000
+    lines = []
+    for i in range(total):
+        event: dict[str, Any] = {
+            "trigger": "view" if i % 5 else "buy",
+            "user_id": f"user {i % 9}/é",
+            "payload": {"i": i, "nested": {"ok": i % 2 == 0}, "text": 'a,"b"\nc'},
+            "timestamp": BASE_MS + i * 60_000,
+        }
+        if i % 3 == 0:
+            event["idempotency_key"] = f"own-{i}"
+        lines.append(json.dumps(event, ensure_ascii=False))
+    source = tmp_path / "seed.jsonl"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    status, summary = import_json(server, server.test_key, str(source))
+    assert (status, counts(summary)) == (0, (total, total, 0, 0))
+    everything = stored(server, server.test_key)
+
+    since, until = BASE_MS + 1000 * 60_000, BASE_MS + 2000 * 60_000
+    out = tmp_path / "buys.ndjson"
+    done = cli(
+        server, server.test_key, "export", "--trigger", "buy",
+        "--since", str(since), "--until", str(until), "-o", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Exported 200 events" in done.stdout
+    rows = json_lines(out)
+    assert {r["payload"]["i"] for r in rows} == {i for i in range(1000, 2000) if i % 5 == 0}
+
+    done = cli(
+        server, server.test_key, "export", "--user", "user 3/é", "--format", "csv", "-o", "-"
+    )
+    assert done.returncode == 0, done.stderr
+    table = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert {int(r["user_id"] == "user 3/é") for r in table} == {1}
+    assert sorted(json.loads(r["payload"])["i"] for r in table) == list(range(3, total, 9))
+    assert list(table[0]) == [
+        "id", "trigger", "user_id", "timestamp", "received_at", "idempotency_key",
+        "source", "environment", "payload", "expires_at",
+    ]  # fmt: skip
+
+    parquet = tmp_path / "all.parquet"
+    done = cli(server, server.test_key, "export", "-o", str(parquet))
+    assert done.returncode == 0, done.stderr
+    read = pq.read_table(parquet)
+    assert read.num_rows == total
+    assert str(read.schema.field("timestamp").type) == "timestamp[us, tz=UTC]"
+    by_id = {e["id"]: e for e in everything}
+    for row in read.to_pylist()[:50]:
+        event = by_id[row["id"]]
+        assert json.loads(row["payload"]) == event["payload"]
+        assert row["timestamp"].isoformat().replace("+00:00", "Z") == event["timestamp"].replace(
+            ".000000Z", "Z"
+        )
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+    # Into the empty live environment and out again: the same events.
+    dump = tmp_path / "dump.ndjson"
+    assert cli(server, server.test_key, "export", "-o", str(dump)).returncode == 0
+    status, summary = import_json(server, server.live_key, str(dump))
+    assert (status, counts(summary)) == (0, (total, total, 0, 0))
+    assert sorted(map(comparable, stored(server, server.live_key))) == sorted(
+        map(comparable, everything)
+    )
+
+
+def test_a_wrong_key_stops_with_a_clear_message_and_leaves_no_files(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    source = tmp_path / "events.ndjson"
+    source.write_text("\n".join(good_line(i) for i in range(1, 101)) + "\n")
+    done = cli(server, "sk_test_wrongwrongwrong", "import", str(source))
+    assert done.returncode == 1
+    assert "stopped at line 1" in done.stderr
+    assert "Check --key / EVENTYARD_KEY" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    out = tmp_path / "out.csv"
+    done = cli(server, "sk_test_wrongwrongwrong", "export", "-o", str(out))
+    assert done.returncode == 1
+    assert "Check --key / EVENTYARD_KEY" in done.stderr
+    left = sorted(
+        p.name for p in tmp_path.iterdir() if not p.name.startswith(("eventyard.db", "server"))
+    )
+    assert left == ["events.ndjson"]  # no rejects file, no export, no half-written export
+
+    done = cli(server, server.test_key, "export", "--format", "parquet", "-o", "-")
+    assert done.returncode == 2
+    assert "give --output FILE.parquet" in done.stderr
+
+
+def test_parquet_without_pyarrow_says_how_to_install_it(tmp_path: Path) -> None:
+    hide_pyarrow = (
+        "import sys; sys.modules['pyarrow'] = sys.modules['pyarrow.parquet'] = None; "
+        "from eventyard.cli import main; main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", hide_pyarrow, "export", "-o", str(tmp_path / "x.parquet")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EVENTYARD_KEY": "sk_test_unused"},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "pip install 'eventyard[parquet]'" in done.stderr
+    assert list(tmp_path.iterdir()) == []
