@@ -8,8 +8,15 @@ events with a pull consumer and verify webhooks.
 """
 
 from eventyard_client._async import AsyncClient
+from eventyard_client._batching import QueueStats, RejectedEvent
 from eventyard_client._sync import Client
 from eventyard_client._version import __version__
+from eventyard_client.consume import (
+    AsyncPulledTransaction,
+    AsyncPullLoop,
+    PulledTransaction,
+    PullLoop,
+)
 from eventyard_client.errors import (
     APIError,
     AuthenticationError,
@@ -33,6 +40,8 @@ from eventyard_client.webhooks import verify_webhook
 __all__ = [
     "APIError",
     "AsyncClient",
+    "AsyncPullLoop",
+    "AsyncPulledTransaction",
     "AuthenticationError",
     "BadRequest",
     "Client",
@@ -42,7 +51,11 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
+    "PullLoop",
+    "PulledTransaction",
+    "QueueStats",
     "RateLimited",
+    "RejectedEvent",
     "Resource",
     "ServerError",
     "ServiceUnavailable",

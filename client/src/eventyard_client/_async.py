@@ -18,7 +18,7 @@ import httpx
 
 from eventyard_client import _core
 from eventyard_client._core import Call, Ops, RetryPolicy, drop_none, time_param
-from eventyard_client.consume import AsyncPulledTransaction, consume_async
+from eventyard_client.consume import AsyncPullLoop, consume_async
 from eventyard_client.errors import APIError, TransportError
 from eventyard_client.queue import CLOSED_MESSAGE, AsyncBackgroundQueue, QueueStats, RejectedEvent
 from eventyard_client.resource import Resource
@@ -184,9 +184,10 @@ class AsyncClient:
             self._queue = AsyncBackgroundQueue(self, self.queue_options, self.on_error)
         return self._queue
 
-    def consume(self, consumer_id: str, **options: Any) -> AsyncIterator[AsyncPulledTransaction]:
-        """Claim and yield a pull consumer's transactions, forever or until the loop ends;
-        see `eventyard_client.consume` for the options."""
+    def consume(self, consumer_id: str, **options: Any) -> AsyncPullLoop:
+        """Claim and yield a pull consumer's transactions, until the loop ends or, with
+        `stop_when_empty=True`, no work is left. Options: `batch_size`, `lease_seconds`,
+        `wait_seconds`, `renew`, `stop_when_empty` (see `eventyard_client.consume`)."""
         return consume_async(self, consumer_id, **options)
 
     async def send_batch(self, events: list[Mapping[str, Any]]) -> Resource:

@@ -3,10 +3,11 @@
 `root` holds the group; each module adds its commands to it when imported: `server` runs
 and administers the server on its database; `manage` (send, tail, triggers, keys,
 consumers, events, replay) and `transfer` (import, export) talk to a running server through
-the Python client, with what they share in `remote`.
+the Python client (`admin` holds triggers, keys and consumers), with what they share in
+`remote`.
 """
 
-from eventyard.cli import manage, server, transfer
+from eventyard.cli import admin, manage, server, transfer
 from eventyard.cli.root import main
 
-__all__ = ["main", "manage", "server", "transfer"]
+__all__ = ["admin", "main", "manage", "server", "transfer"]

@@ -1,6 +1,5 @@
 """The commands that follow and send events through a running server's API: send, tail,
-events (list, show) and replay. The commands for what an admin key manages — triggers, keys
-and consumers — are in `admin`, registered with these.
+events (list, show) and replay. Triggers, keys and consumers are in `admin`.
 
 Each one is a thin layer over `eventyard_client.Client`: parse the options, make one or a
 few calls, print the answer as a table (or `--json`). What they share — the connection
@@ -15,7 +14,6 @@ from typing import Any
 import click
 from eventyard_client import Client
 
-from eventyard.cli import admin
 from eventyard.cli.remote import (
     TIME,
     cell,
@@ -32,7 +30,7 @@ from eventyard.cli.remote import (
 )
 from eventyard.cli.root import main
 
-__all__ = ["admin", "events", "replay", "send", "tail"]
+__all__ = ["events", "replay", "send", "tail"]
 
 
 # -- send, tail, replay ------------------------------------------------------------------
