@@ -392,11 +392,33 @@ def call_headers(call: Call[Any]) -> dict[str, str]:
 
 
 def encode_body(body: Json) -> bytes | None:
+    """The body as JSON, refusing NaN and infinities (the server would refuse the request)."""
     if body is None:
         return None
-    return json.dumps(
-        body, separators=(",", ":"), ensure_ascii=False, default=_json_default
-    ).encode()
+    try:
+        text = json.dumps(
+            body, separators=(",", ":"), ensure_ascii=False, default=_json_default, allow_nan=False
+        )
+    except ValueError:
+        raise ValueError("cannot send NaN or an infinite number as JSON") from None
+    return text.encode()
+
+
+def loads_strict(text: str | bytes) -> Json:
+    """JSON as the server reads it: NaN, Infinity and numbers too large for a double are
+    refused (ValueError) instead of becoming floats no request could carry."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text} is too large")
+    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from eventyard_client._core import loads_strict
+
 EVENT_FIELDS = ("trigger", "user_id", "payload", "timestamp", "idempotency_key")
 # What an export writes about a stored event that an import cannot send: ignored on import.
 STORED_FIELDS = frozenset({"id", "received_at", "source", "environment", "expires_at"})
@@ -117,12 +119,14 @@ class Source:
                 continue
             record = Record(self._line, raw)
             try:
-                value = json.loads(raw)
+                value = loads_strict(raw)
             except UnicodeDecodeError:
                 record.problem = Problem("invalid_utf8", "the line is not valid UTF-8")
             except json.JSONDecodeError as exc:
                 where = f"{exc.msg} at character {exc.pos + 1}"
                 record.problem = Problem("malformed_json", f"the line is not JSON: {where}")
+            except ValueError as exc:  # NaN, Infinity, a number too large for a double
+                record.problem = Problem("malformed_json", f"the line is not JSON: {exc}")
             else:
                 self._take(record, value)
             yield record
@@ -199,7 +203,7 @@ class Source:
                 event[column] = int(text) if text.isascii() and text.isdigit() else text
             elif column == "payload":
                 try:
-                    value = json.loads(text)
+                    value = loads_strict(text)
                 except ValueError as exc:
                     record.problem = _field_problem("$.payload", f"is not JSON: {exc}")
                     return None
@@ -248,7 +252,10 @@ def cell_value(text: str) -> Any:
     if text in _LITERALS:
         return _LITERALS[text]
     if _JSON_NUMBER.fullmatch(text):
-        return json.loads(text)
+        try:
+            return loads_strict(text)
+        except ValueError:  # too large for a double (1e400): keep the digits as text
+            return text
     return text
 
 

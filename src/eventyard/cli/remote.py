@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import click
 from eventyard_client import AuthenticationError, Client, EventyardError, TransportError
+from eventyard_client._core import loads_strict
 from eventyard_client.errors import APIError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -156,8 +157,10 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_time(value: str, now: datetime | None = None) -> datetime:
-    """An aware UTC datetime from ISO 8601 (naive means UTC) or a span back from now
-    (`30m`, `1h`, `2d`); ValueError with a readable message otherwise."""
+    """An aware UTC datetime from ISO 8601 (naive means UTC), epoch milliseconds, or a span
+    back from now (`30m`, `1h`, `2d`); ValueError with a readable message otherwise."""
+    if value.strip().isdigit():
+        return datetime.fromtimestamp(int(value) / 1000, UTC)
     span = _SPAN.match(value)
     if span:
         seconds = float(span.group(1)) * _UNIT_SECONDS[span.group(2).lower()]
@@ -166,8 +169,8 @@ def parse_time(value: str, now: datetime | None = None) -> datetime:
         when = datetime.fromisoformat(value.strip())
     except ValueError:
         raise ValueError(
-            f"{value!r} is not a time: give ISO 8601 (2026-11-23T10:00:00Z) "
-            "or a span back from now (30m, 1h, 2d)"
+            f"{value!r} is not a time: give ISO 8601 (2026-11-23T10:00:00Z), epoch "
+            "milliseconds, or a span back from now (30m, 1h, 2d)"
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -209,7 +212,7 @@ def read_json(value: str, what: str) -> Any:
     else:
         text, source = value, "the value"
     try:
-        return json.loads(text)
+        return loads_strict(text)
     except ValueError as exc:
         raise click.BadParameter(f"{source} is not JSON: {exc}", param_hint=what) from None
 

@@ -29,7 +29,13 @@ import click
 from eventyard_client import AuthenticationError, Client
 
 from eventyard.cli import export_writers, import_run, import_source
-from eventyard.cli.remote import open_client, remote_options, reported_errors, stderr_is_tty
+from eventyard.cli.remote import (
+    TIME,
+    open_client,
+    remote_options,
+    reported_errors,
+    stderr_is_tty,
+)
 from eventyard.cli.root import main
 
 EXIT_REJECTED = 3
@@ -227,8 +233,8 @@ def byte_progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
 @click.option("--trigger", help="Only this trigger's events.")
 @click.option("--user", "user_id", help="Only this user's events.")
 @click.option("--source", help="Only events that came through this door (api, segment, ...).")
-@click.option("--since", help="Event time from (inclusive): ISO 8601 or epoch milliseconds.")
-@click.option("--until", help="Event time before (exclusive): ISO 8601 or epoch milliseconds.")
+@click.option("--since", type=TIME, help="From this event time on: ISO 8601 or a span (1h, 2d).")
+@click.option("--until", type=TIME, help="Before this event time: ISO 8601 or a span.")
 @click.option(
     "--format",
     "fmt",
