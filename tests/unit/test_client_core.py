@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from eventyard_client import NotFound, RateLimited, ServerError, ValidationFailed
+from eventyard_client import (
+    NotFound,
+    RateLimited,
+    ServerError,
+    UnexpectedResponse,
+    ValidationFailed,
+)
 from eventyard_client._core import (
     Call,
     Ops,
@@ -14,6 +20,7 @@ from eventyard_client._core import (
     RetryPolicy,
     api_error,
     base_url,
+    decode,
     event_body,
     parse_retry_after,
     retry_delay,
@@ -110,3 +117,20 @@ def test_calls_are_plain_data() -> None:
         {"limit": 5, "lease_seconds": 30, "wait_seconds": 10},
     )
     assert not call.retry_safe  # a lost claim answer leaves leased work; do not claim twice
+
+
+def test_backoff_for_a_loop_that_has_retried_for_days_stays_at_its_cap() -> None:
+    assert POLICY.backoff(5000) <= POLICY.max_seconds
+
+
+def test_a_retry_after_longer_than_a_minute_is_raised_not_slept() -> None:
+    assert retry_delay(POLICY, READ, 1, status=503, retry_after=30.0) == 30.0
+    assert retry_delay(POLICY, READ, 1, status=503, retry_after=3600.0) is None
+
+
+def test_a_redirect_or_a_page_that_is_not_json_says_what_came_back() -> None:
+    with pytest.raises(UnexpectedResponse, match="redirect to https://other/"):
+        decode(302, {"location": "https://other/"}, b"")
+    with pytest.raises(UnexpectedResponse, match=r"not JSON \(text/html\)"):
+        decode(200, {"content-type": "text/html"}, b"<html>Welcome to nginx</html>")
+    assert decode(200, {}, b'{"a": 1}') == {"a": 1}

@@ -31,6 +31,7 @@ from eventyard_client.errors import (
     ServerError,
     ServiceUnavailable,
     TransportError,
+    UnexpectedResponse,
     ValidationFailed,
     WebhookVerificationError,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "ServerError",
     "ServiceUnavailable",
     "TransportError",
+    "UnexpectedResponse",
     "ValidationFailed",
     "WebhookVerificationError",
     "__version__",

@@ -60,7 +60,12 @@ class AsyncClient:
         self.key = key or os.environ.get("EVENTYARD_KEY")
         self.retry_policy = RetryPolicy(max_retries=max_retries)
         self.queue_options = _core.QueueOptions(
-            batch_size, flush_interval, max_queue_size, on_full, shutdown_timeout, max_backoff
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_queue_size=max_queue_size,
+            on_full=on_full,
+            shutdown_timeout=shutdown_timeout,
+            max_backoff=max_backoff,
         )
         self.on_error = on_error
         self._http = httpx.AsyncClient(
@@ -91,7 +96,7 @@ class AsyncClient:
                     call.method,
                     call.path,
                     params=call.params or None,
-                    content=_core.encode_body(call.body),
+                    content=call.encoded(),
                     headers=_core.call_headers(call),
                 )
             except httpx.TransportError as exc:

@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from eventyard_client._version import __version__
-from eventyard_client.errors import APIError, FieldError, error_class
+from eventyard_client.errors import APIError, FieldError, UnexpectedResponse, error_class
 from eventyard_client.resource import Resource, to_resource
 
 T = TypeVar("T")
@@ -34,10 +34,17 @@ T = TypeVar("T")
 USER_AGENT = f"eventyard-client-python/{__version__}"
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Statuses that say the server did not process the request: always safe to send again.
-NOT_PROCESSED = frozenset({429, 503})
+NOT_PROCESSED = frozenset({425, 429, 503})
 # Statuses that may come after the work was done (a proxy timing out): safe to resend only
 # when doing it twice does no harm.
-MAYBE_PROCESSED = frozenset({500, 502, 504})
+MAYBE_PROCESSED = frozenset({408, 500, 502, 504})
+# Every status worth trying again later. The queue, the pull loop and the stream, which
+# retry for as long as they run, use this one definition.
+TRANSIENT = NOT_PROCESSED | MAYBE_PROCESSED
+# The longest Retry-After an ordinary call waits out; past it, the error is raised with its
+# `retry_after` so the caller decides (a proxy's "come back in an hour" must not freeze a
+# CLI command for an hour).
+MAX_RETRY_AFTER_SECONDS = 60.0
 
 Json = Any
 Params = Mapping[str, Any]
@@ -55,6 +62,12 @@ class Call(Generic[T]):
     headers: dict[str, str] = field(default_factory=dict)
     # True when sending the request twice has the effect of sending it once.
     retry_safe: bool = False
+    # The body already encoded (the queue encodes events when they are queued, so a payload
+    # the caller changes afterwards cannot change what is sent); else `body` is encoded.
+    content: bytes | None = None
+
+    def encoded(self) -> bytes | None:
+        return self.content if self.content is not None else encode_body(self.body)
 
 
 @dataclass(frozen=True)
@@ -66,13 +79,16 @@ class RetryPolicy:
     max_seconds: float = 30.0
 
     def backoff(self, attempt: int) -> float:
-        """The pause before retry number `attempt` (1 for the first retry)."""
-        ceiling = min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
+        """The pause before retry number `attempt` (1 for the first retry). Loops that retry
+        for days count attempts into the thousands: the exponent stops growing long before
+        the float would overflow."""
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** min(max(attempt - 1, 0), 32))
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
+        """The server's Retry-After when it gave one, else the backoff."""
         if retry_after is not None:
-            return min(max(retry_after, 0.0), max(self.max_seconds, retry_after))
+            return max(retry_after, 0.0)
         return self.backoff(attempt)
 
 
@@ -89,6 +105,8 @@ def retry_delay(
     or None to give up. `status` is None for a transport failure; `sent` is False when the
     request never left (the connection was refused)."""
     if attempt > policy.max_retries:
+        return None
+    if retry_after is not None and retry_after > MAX_RETRY_AFTER_SECONDS:
         return None
     if status is None:
         retryable = not sent or call.retry_safe
@@ -116,12 +134,32 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def decode(status: int, headers: Mapping[str, str], content: bytes) -> Json:
-    """The answer's JSON, or raise the `APIError` subclass for a refusal."""
-    if status < 400:
-        if not content:
-            return None
+    """The answer's JSON, or raise the `APIError` subclass for a refusal. An answer that is
+    not eventyard's (a redirect, an HTML page from a proxy or another server) raises
+    `UnexpectedResponse` naming what came back, rather than failing somewhere later."""
+    if status >= 400:
+        raise api_error(status, headers, content)
+    if 300 <= status < 400:
+        where = headers.get("location")
+        target = f" to {where}" if where else ""
+        raise UnexpectedResponse(
+            status,
+            "unexpected_response",
+            f"the server answered {status}, a redirect{target}; check the URL: it must be "
+            "the eventyard server itself (redirects are not followed)",
+        )
+    if not content:
+        return None
+    try:
         return json.loads(content, object_hook=Resource)
-    raise api_error(status, headers, content)
+    except ValueError:
+        kind = headers.get("content-type") or "no content type"
+        raise UnexpectedResponse(
+            status,
+            "unexpected_response",
+            f"the server answered {status} with something that is not JSON ({kind}): "
+            f"{_excerpt(content, status)!r}; is the URL an eventyard server?",
+        ) from None
 
 
 def api_error(status: int, headers: Mapping[str, str], content: bytes) -> APIError:

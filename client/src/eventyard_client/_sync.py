@@ -62,7 +62,12 @@ class Client:
         self.key = key or os.environ.get("EVENTYARD_KEY")
         self.retry_policy = RetryPolicy(max_retries=max_retries)
         self.queue_options = _core.QueueOptions(
-            batch_size, flush_interval, max_queue_size, on_full, shutdown_timeout, max_backoff
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_queue_size=max_queue_size,
+            on_full=on_full,
+            shutdown_timeout=shutdown_timeout,
+            max_backoff=max_backoff,
         )
         self.on_error = on_error
         self._http = httpx.Client(
@@ -94,7 +99,7 @@ class Client:
                     call.method,
                     call.path,
                     params=call.params or None,
-                    content=_core.encode_body(call.body),
+                    content=call.encoded(),
                     headers=_core.call_headers(call),
                 )
             except httpx.TransportError as exc:

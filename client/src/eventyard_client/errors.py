@@ -101,6 +101,11 @@ class ServerError(APIError):
     """Any other 5xx."""
 
 
+class UnexpectedResponse(APIError):
+    """An answer that is not eventyard's: a redirect, or a body that is not JSON (the URL
+    points at a proxy's page or at another server)."""
+
+
 _BY_STATUS: dict[int, type[APIError]] = {
     400: BadRequest,
     401: AuthenticationError,
