@@ -93,13 +93,17 @@ def pg_template() -> Iterator[str]:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture
-def pg_url(request: pytest.FixtureRequest, pg_dropper: _Dropper) -> Iterator[str]:
-    template: str = request.getfixturevalue("pg_template")
+def _clone_template(template: str) -> str:
     name = f"eventyard_t_{os.getpid()}_{next(_counter)}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
         # WAL_LOG copies a small template in ~60 ms; FILE_COPY forces a checkpoint (~400 ms).
         admin.execute(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY WAL_LOG")
+    return name
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest, pg_dropper: _Dropper) -> Iterator[str]:
+    name = _clone_template(request.getfixturevalue("pg_template"))
     yield _pg_url(name)
     pg_dropper.drop(name)
 
@@ -110,6 +114,24 @@ def store_url(request: pytest.FixtureRequest, tmp_path: pytest.TempPathFactory) 
         return f"sqlite:///{tmp_path}/eventyard.db"
     url: str = request.getfixturevalue("pg_url")
     return url
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def module_store_url(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_dropper: _Dropper,
+) -> Iterator[str]:
+    """Like `store_url`, but one database per test module and backend: for a server process
+    that a module's tests share, each test in a project of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db')}/eventyard.db"
+        return
+    name = _clone_template(request.getfixturevalue("pg_template"))
+    yield _pg_url(name)
+    pg_dropper.drop(name)
 
 
 @pytest.fixture

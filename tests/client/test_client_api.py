@@ -20,6 +20,11 @@ from tests.client.conftest import RunningServer
 from tests.e2e.server import free_port
 
 
+@pytest.fixture
+def server(shared_server: RunningServer) -> RunningServer:
+    return shared_server
+
+
 def test_send_returns_the_stored_event_and_a_repeat_returns_the_first(
     server: RunningServer,
 ) -> None:

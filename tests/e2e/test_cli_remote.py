@@ -28,11 +28,21 @@ from tests.client import conftest as client_fixtures
 from tests.client.conftest import RunningServer
 from tests.e2e.server import free_port
 
-server = client_fixtures.server  # a real `eventyard serve` with admin keys
+# A real `eventyard serve`, shared by this module's tests, each with a project of its own.
+shared_process = client_fixtures.shared_process
+shared_store = client_fixtures.shared_store
+shared_server = client_fixtures.shared_server
+
+
+@pytest.fixture
+def server(shared_server: RunningServer) -> RunningServer:
+    return shared_server
+
+
 # What these tests check (what the commands print, their exit codes) does not depend on the
 # database, and each command costs a Python start-up: one backend is enough. The API under
 # them is tested on both.
-sqlite_only = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+sqlite_only = pytest.mark.parametrize("module_store_url", ["sqlite"], indirect=True, scope="module")
 
 
 def _env(url: str | None, key: str | None) -> dict[str, str]:
