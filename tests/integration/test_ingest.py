@@ -142,6 +142,45 @@ async def test_one_instant_written_two_ways_is_the_same_body(api: Api) -> None:
     assert again.json()["id"] == first.json()["id"]
 
 
+async def test_a_repeat_stating_the_time_the_server_gave_the_first_is_the_same_event(
+    api: Api,
+) -> None:
+    # An event sent without a timestamp, exported (with the time it was given) and imported
+    # back with its key: the same event, not a reuse of the key for another body.
+    first = await api.send("signup", "u1", payload={"plan": "pro"}, idempotency_key="k")
+    stored = first.json()
+    again = await api.send(
+        "signup", "u1", payload={"plan": "pro"}, timestamp=stored["timestamp"], idempotency_key="k"
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == stored["id"]
+    # Any other time is still another body.
+    other = await api.send(
+        "signup",
+        "u1",
+        payload={"plan": "pro"},
+        timestamp="2020-01-01T00:00:00Z",
+        idempotency_key="k",
+    )
+    assert other.status_code == 409, other.text
+    # And the repeat of a batch item is recognised the same way.
+    batch = await api.post(
+        "/v1/events/batch",
+        {
+            "events": [
+                {
+                    "trigger": "signup",
+                    "user_id": "u1",
+                    "payload": {"plan": "pro"},
+                    "timestamp": stored["timestamp"],
+                    "idempotency_key": "k",
+                }
+            ]
+        },
+    )
+    assert batch.json()["results"][0]["status"] == "duplicate", batch.text
+
+
 async def test_a_body_key_and_the_same_header_key_are_one_key(api: Api) -> None:
     first = await api.send("signup", "u1", idempotency_key="k-1")
     again = await api.post(

@@ -312,3 +312,17 @@ async def test_a_waiting_claim_with_nothing_to_do_returns_empty_after_its_wait(a
     assert await claim(api, consumer, wait_seconds=0.3) == []
     took = time.monotonic() - started
     assert 0.25 <= took < 1.5, took
+
+
+async def test_replay_leaves_work_in_a_state_of_the_consumers_own_alone(api: Api) -> None:
+    consumer = await pull_consumer(api)
+    await send_many(api, 2)
+    first, second = await claim(api, consumer, limit=2)
+    await patch(api, first["id"], {"state": "shipping"})
+    await patch(api, second["id"], {"state": "finished"})
+    replayed = await api.post(f"/v1/consumers/{consumer}/replay", {"since": "2000-01-01T00:00:00Z"})
+    assert replayed.json() == {"requeued": 1, "created": 0}, replayed.text
+    shipping = await api.get(f"/v1/transactions/{first['id']}")
+    assert shipping.json()["state"] == "shipping"
+    finished = await api.get(f"/v1/transactions/{second['id']}")
+    assert finished.json()["state"] == "pending"

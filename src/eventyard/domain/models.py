@@ -113,6 +113,9 @@ class EventDraft:
     body_hash: str | None  # what an idempotent repeat must match
     source: str
     expires_at: int | None = None
+    # With a timestamp: the hash of the same body without it. A repeat that now states the
+    # time the server gave the first one (an exported event imported back) is the same event.
+    untimed_hash: str | None = None
 
 
 class ConsumerKind(StrEnum):

@@ -200,6 +200,11 @@ class IngestService:
             # The parsed time, so `…Z` and `…+00:00` for one instant are the same body.
             body_hash=body_hash(trigger, user_id, payload, timestamp) if key else None,
             source=source,
+            untimed_hash=(
+                body_hash(trigger, user_id, payload, None)
+                if key and timestamp is not None
+                else None
+            ),
         )
         return draft, [], ""
 

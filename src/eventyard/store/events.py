@@ -180,9 +180,18 @@ def _claim_idempotency_key(
             (item.id, d.body_hash, expires, project_id, env, d.idempotency_key),
         )
         return None
-    if row["body_hash"] != d.body_hash:
-        return Outcome.CONFLICT, row["event_id"]
-    return Outcome.DUPLICATE, row["event_id"]
+    if row["body_hash"] == d.body_hash or _same_event_retimed(db, d, row):
+        return Outcome.DUPLICATE, row["event_id"]
+    return Outcome.CONFLICT, row["event_id"]
+
+
+def _same_event_retimed(db: Db, d: EventDraft, row: Any) -> bool:
+    """The first request gave no timestamp and this one gives the time the server stored for
+    it (an exported event sent back): the same event, not a reuse of its key."""
+    if d.untimed_hash is None or d.untimed_hash != row["body_hash"]:
+        return False
+    first = db.one("SELECT timestamp FROM events WHERE id = ?", (row["event_id"],))
+    return first is not None and first["timestamp"] == d.timestamp
 
 
 def get_event(db: Db, project_id: str, environment: Environment, event_id: str) -> Event | None:

@@ -395,11 +395,13 @@ def retry(db: Db, txn: Transaction, now: int, by: str) -> None:
 def replay(
     db: Db, consumer: Consumer, since: int, only_failed: bool, now: int, by: str
 ) -> dict[str, int]:
-    """Queue a consumer's events (event time ≥ since) again; create missing transactions."""
+    """Queue a consumer's events (event time ≥ since) again; create missing transactions.
+    Only finished and failed transactions are queued again: one in a state of the consumer's
+    own (`shipping`) is work still under way, like `pending` and `processing`."""
     rows = db.all(
         f"SELECT {_COLUMNS} FROM transactions WHERE consumer_id = ? AND event_id IN"
         " (SELECT id FROM events WHERE project_id = ? AND environment = ? AND timestamp >= ?)"
-        " AND state NOT IN ('pending', 'processing')",
+        " AND state IN ('finished', 'failed')",
         (consumer.id, consumer.project_id, consumer.environment.value, since),
     )
     requeued = 0
