@@ -16,6 +16,7 @@ from typing import Any
 import click
 from eventyard_client import Client
 
+from eventyard.cli.database import DB_OPTION, print_compact_json, settings_from_env, with_store
 from eventyard.cli.remote import (
     open_client,
     print_json,
@@ -28,21 +29,9 @@ from eventyard.cli.remote import (
     with_short_times,
 )
 from eventyard.cli.root import main
+from eventyard.domain.schema import AttributeType
 
-# The database helpers the server commands use, for `keys create --project`.
-from eventyard.cli.server import _DB_OPTION, _print_json, _settings, _with_store
-
-ATTRIBUTE_TYPES = (
-    "string",
-    "number",
-    "integer",
-    "boolean",
-    "enum",
-    "datetime",
-    "email",
-    "array",
-    "object",
-)
+ATTRIBUTE_TYPES = tuple(t.value for t in AttributeType)
 
 _YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 
@@ -310,7 +299,7 @@ def keys_list(client: Client, as_json: bool) -> None:
     help="With --project: the key's environment. Through the API, a key is minted in the "
     "environment of the key you use.",
 )
-@_DB_OPTION
+@DB_OPTION
 @remote_options
 def keys_create(
     url: str,
@@ -363,7 +352,7 @@ def _create_key_in_database(
     from eventyard.services.projects import get_project_by_name
     from eventyard.store import Store
 
-    settings = _settings(database_url=database_url)
+    settings = settings_from_env(database_url=database_url)
     try:
         scope_set = parse_scopes(scopes.split(","))
     except EventyardError as exc:
@@ -374,9 +363,9 @@ def _create_key_in_database(
         service = KeyService(store, SystemClock(), settings.cache_seconds)
         return await service.create(project.id, Environment(env), scope_set, name)
 
-    created, secret = _with_store(settings, work)
+    created, secret = with_store(settings, work)
     if as_json:
-        _print_json({"key": secret, "id": created.id})
+        print_compact_json({"key": secret, "id": created.id})
         return
     click.echo(f"Created key {created.id} ({created.environment.value}; scopes: {scopes}).")
     click.echo(f"  {secret}")

@@ -1,10 +1,7 @@
 """The commands that run the server or work on its database directly: serve, worker,
 migrate, settings, init and users. (`keys create --project`, which mints a key into the
-database for bootstrapping, lives with the other `keys` commands in `manage`.)
-
-Commands that touch the database open it with the same settings the server uses
-(`--database-url` or `EVENTYARD_DATABASE_URL`, else `./eventyard.db`), so `eventyard init`
-and a later `eventyard serve` in the same directory share one database.
+database for bootstrapping, lives with the other `keys` commands in `admin`.) What they
+share for opening the database is in `database`.
 """
 
 from __future__ import annotations
@@ -13,51 +10,14 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-import orjson
 
+from eventyard.cli.database import DB_OPTION, print_compact_json, settings_from_env, with_store
 from eventyard.cli.root import main
-from eventyard.errors import EventyardError
-from eventyard.settings import Settings, SettingsError
+from eventyard.settings import Settings
 from eventyard.store import Store, open_store
-
-T = TypeVar("T")
-
-_DB_OPTION = click.option(
-    "--database-url",
-    default=None,
-    help="sqlite:///FILE or postgresql://user@host:port/db (default: EVENTYARD_DATABASE_URL, "
-    "else sqlite:///./eventyard.db).",
-)
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return Settings.from_env(**overrides)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _with_store(settings: Settings, work: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
-    try:
-        store = open_store(settings.database_url, read_connections=1)
-    except Exception as exc:
-        raise click.ClickException(
-            f"cannot open the database {settings.database_url}: {exc}"
-        ) from None
-    try:
-        return asyncio.run(work(store))
-    except EventyardError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        store.close()
-
-
-def _print_json(value: Any) -> None:
-    click.echo(orjson.dumps(value).decode())
 
 
 @main.command()
@@ -66,7 +26,7 @@ def _print_json(value: Any) -> None:
 @click.option(
     "--no-worker", is_flag=True, help="Serve the API only; run `eventyard worker` to deliver."
 )
-@_DB_OPTION
+@DB_OPTION
 def serve(host: str | None, port: int | None, no_worker: bool, database_url: str | None) -> None:
     """Run the HTTP server and the delivery worker (migrating the database first)."""
     import uvicorn
@@ -74,7 +34,7 @@ def serve(host: str | None, port: int | None, no_worker: bool, database_url: str
     from eventyard.api.app import create_app
     from eventyard.runtime import Runtime
 
-    settings = _settings(host=host, port=port, database_url=database_url)
+    settings = settings_from_env(host=host, port=port, database_url=database_url)
     store = _open_for_service(settings)
     runtime = Runtime(store, settings, with_worker=not no_worker)
     app = create_app(runtime.services, on_startup=runtime.start, on_shutdown=runtime.stop)
@@ -100,12 +60,12 @@ def serve(host: str | None, port: int | None, no_worker: bool, database_url: str
 
 
 @main.command()
-@_DB_OPTION
+@DB_OPTION
 def worker(database_url: str | None) -> None:
     """Run the delivery worker alone (alongside `eventyard serve --no-worker`)."""
     from eventyard.runtime import Runtime
 
-    settings = _settings(database_url=database_url)
+    settings = settings_from_env(database_url=database_url)
     store = _open_for_service(settings)
     click.echo(f"eventyard worker delivering from {_redact(settings.database_url)}", err=True)
     with contextlib.suppress(KeyboardInterrupt):
@@ -147,10 +107,10 @@ def settings() -> None:
 
 
 @main.command()
-@_DB_OPTION
+@DB_OPTION
 def migrate(database_url: str | None) -> None:
     """Apply pending database migrations and exit."""
-    settings = _settings(database_url=database_url)
+    settings = settings_from_env(database_url=database_url)
     store = Store(settings.database_url)
     try:
         applied = store.migrate()
@@ -166,7 +126,7 @@ def migrate(database_url: str | None) -> None:
 @main.command()
 @click.option("--project", "project_name", default="default", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@_DB_OPTION
+@DB_OPTION
 def init(project_name: str, as_json: bool, database_url: str | None) -> None:
     """Create a project and an admin key for each environment."""
     from eventyard.clock import SystemClock
@@ -175,10 +135,10 @@ def init(project_name: str, as_json: bool, database_url: str | None) -> None:
     name = project_name.strip()
     if not name:
         raise click.ClickException("the project name must not be empty")
-    settings = _settings(database_url=database_url)
-    result = _with_store(settings, lambda store: init_project(store, SystemClock(), name))
+    settings = settings_from_env(database_url=database_url)
+    result = with_store(settings, lambda store: init_project(store, SystemClock(), name))
     if as_json:
-        _print_json(
+        print_compact_json(
             {
                 "project": {"id": result.project.id, "name": result.project.name},
                 "keys": {env.value: secret for env, secret in result.keys.items()},
@@ -216,20 +176,20 @@ def _with_accounts(database_url: str | None, password_stdin: bool, action: str, 
     from eventyard.clock import SystemClock
     from eventyard.services.accounts import AccountService
 
-    settings = _settings(database_url=database_url)
+    settings = settings_from_env(database_url=database_url)
     password = _read_password(password_stdin)
 
     async def work(store: Store) -> Any:
         service = AccountService(store, SystemClock(), settings.session_hours)
         return await getattr(service, action)(email, password)
 
-    return _with_store(settings, work)
+    return with_store(settings, work)
 
 
 @users.command("create")
 @click.argument("email")
 @_PASSWORD_STDIN
-@_DB_OPTION
+@DB_OPTION
 def users_create(email: str, password_stdin: bool, database_url: str | None) -> None:
     """Create a dashboard user who can sign in at /dashboard (every project)."""
     user = _with_accounts(database_url, password_stdin, "create_user", email)
@@ -239,7 +199,7 @@ def users_create(email: str, password_stdin: bool, database_url: str | None) -> 
 @users.command("set-password")
 @click.argument("email")
 @_PASSWORD_STDIN
-@_DB_OPTION
+@DB_OPTION
 def users_set_password(email: str, password_stdin: bool, database_url: str | None) -> None:
     """Set a dashboard user's password; their open sessions are signed out."""
     user = _with_accounts(database_url, password_stdin, "set_password", email)
