@@ -2,27 +2,43 @@
 
 What a user would check: the states their reports leave, as `GET /v1/events/{id}` shows
 them; that a transaction held for longer than its lease stays theirs; that leaving the loop
-hands back what it claimed and did not hand out; that a failing claim does not end the loop.
+hands back what it claimed and did not hand out; that a failing claim does not end the loop;
+that one slow report does not hold up the other transactions' renewals.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import inspect
+import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from eventyard_client import AsyncClient, Client, Conflict, Resource
-from eventyard_client.consume import PulledTransaction, failure_output
+from eventyard_client import AsyncClient, Client, Conflict, Resource, ServerError, _async, _sync
+from eventyard_client.consume import ConsumeOptions, PulledTransaction, failure_output
 
-from tests.client.conftest import RunningServer
+from tests.client.conftest import RunningServer, start_server
 
 # No loop in these tests may outlive its test; each one's end is asserted too.
 LOOP_DEADLINE = 30.0
+
+
+@pytest.fixture
+def sqlite_server(tmp_path: Path) -> Iterator[RunningServer]:
+    """For tests of what the client decides, where the backend plays no part."""
+    running = start_server(f"sqlite:///{tmp_path}/eventyard.db", tmp_path / "server.log")
+    try:
+        yield running
+    finally:
+        running.process.stop()
 
 
 def steps(txn: Resource) -> list[tuple[str | None, str]]:
@@ -233,14 +249,14 @@ def test_async_consume_reports_renews_and_releases_on_an_exception(
 
             async def work() -> None:
                 async with client.consume(
-                    consumer.id, batch_size=4, lease_seconds=1, wait_seconds=0
+                    consumer.id, batch_size=4, lease_seconds=2, wait_seconds=0
                 ) as txns:
                     async for txn in txns:
                         seen.append(txn.event.id)
                         n = txn.event.payload["n"]
                         if n == 0:
                             leases.append(txn.lease_expires_at)
-                            await asyncio.sleep(2.5)  # long work: two and a half leases
+                            await asyncio.sleep(3)  # long work: a lease and a half
                             current = await client.transactions.get(txn.id)
                             leases.append(current.lease_expires_at)
                             await txn.finish({"n": n})
@@ -298,3 +314,99 @@ def test_a_failure_is_recorded_in_the_output_beside_what_was_given() -> None:
     assert failure_output("no stock", None) == {"error": "no stock"}
     assert failure_output(KeyError("sku"), {"a": 1}) == {"a": 1, "error": "KeyError: 'sku'"}
     assert failure_output("no stock", [1, 2]) == {"error": "no stock", "output": [1, 2]}
+
+
+class SlowReportAndBusyProxy(httpx.BaseTransport):
+    """The network edge: the report of `slow_id` takes until `gate` opens (a slow network
+    under one user thread), and the first renewal of `busy_id` is answered 503 with
+    Retry-After: 30 by a proxy. Renewals that reach the server are recorded."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.gate = threading.Event()
+        self.slow_id: str | None = None
+        self.busy_id: str | None = None
+        self.renewed: list[str] = []
+        self._refused = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PATCH":
+            txn_id = request.url.path.rsplit("/", 1)[-1]
+            if json.loads(request.read())["state"] != "processing":
+                if txn_id == self.slow_id:
+                    self.gate.wait(LOOP_DEADLINE)
+            elif txn_id == self.busy_id and not self._refused:
+                self._refused = True
+                return httpx.Response(
+                    503, headers={"retry-after": "30"}, json={"code": "unavailable"}
+                )
+            else:
+                self.renewed.append(txn_id)
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_slow_report_and_a_busy_proxy_do_not_hold_up_other_renewals(
+    sqlite_server: RunningServer,
+) -> None:
+    server = sqlite_server
+    network = SlowReportAndBusyProxy()
+    with Client(server.url, server.live_key, transport=network) as client:
+        consumer_id = pull_consumer(client)
+        for n in range(2):
+            client.send("order_paid", f"u{n}")
+        with client.consume(consumer_id, batch_size=2, lease_seconds=2, wait_seconds=0) as txns:
+            slow, other = next(txns), next(txns)
+            first_lease = other.lease_expires_at
+            network.slow_id, network.busy_id = slow.id, other.id
+            reporting = threading.Thread(target=slow.finish)
+            reporting.start()  # and it hangs until the gate opens
+            try:
+                # The renewer skips the transaction being reported, sends the other's
+                # renewal once (no 30 s Retry-After slept) and tries again a round later.
+                deadline = time.monotonic() + 5
+                while other.id not in network.renewed:
+                    assert time.monotonic() < deadline, "the other lease was not renewed"
+                    time.sleep(0.02)
+            finally:
+                network.gate.set()
+            reporting.join(LOOP_DEADLINE)
+            assert slow.state == "finished"
+            current = client.transactions.get(other.id)
+            assert current.state == "processing"
+            assert first_lease is not None
+            assert current.lease_expires_at > first_lease
+            other.finish()
+
+
+def test_a_claim_is_tried_again_after_a_transient_status_only() -> None:
+    def answers(*statuses: int) -> httpx.MockTransport:
+        # Answering for the server: only what the loop does with a status matters here.
+        left = list(statuses)
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            status = left.pop(0) if left else 200
+            if status == 200:
+                return httpx.Response(200, json={"data": []})
+            return httpx.Response(status, headers={"retry-after": "0"}, json={"code": "no"})
+
+        return httpx.MockTransport(answer)
+
+    url = "http://eventyard.test"
+    with Client(url, "sk_live_x", max_retries=0, transport=answers(408, 425, 502)) as client:
+        assert list(client.consume("con_x", wait_seconds=0, stop_when_empty=True)) == []
+    with (
+        Client(url, "sk_live_x", max_retries=0, transport=answers(501)) as client,
+        pytest.raises(ServerError),
+    ):
+        list(client.consume("con_x", wait_seconds=0, stop_when_empty=True))
+
+
+def test_both_shells_spell_out_the_consume_options_with_their_defaults() -> None:
+    expected = {f.name: f.default for f in dataclasses.fields(ConsumeOptions)}
+    for shell in (_sync.Client, _async.AsyncClient):
+        parameters = list(inspect.signature(shell.consume).parameters.values())[2:]
+        assert {p.name: p.default for p in parameters} == expected, shell
+        assert {p.kind for p in parameters} == {inspect.Parameter.KEYWORD_ONLY}

@@ -1,12 +1,15 @@
 """`track()`'s background queue against a real server on each backend: batching, retrying
 through restarts and crashes without losing or doubling an event, the exit hook, a bounded
-queue, rejected events, and the async twin. The only fakes sit at the network edge: a port
-nobody listens on, and a transport that loses an answer after the server has acted on it.
+queue, rejected events, forks, and the async twin. The only fakes sit at the network edge: a
+port nobody listens on, transports that lose an answer after the server has acted on it or
+cut one process off, and, where only the client's decisions matter, a transport answering
+for the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import subprocess
@@ -14,16 +17,17 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from eventyard_client import AsyncClient, Client
-from eventyard_client._batching import Buffer, Outcome
+from eventyard_client._batching import Batch, Buffer, Outcome, encode_event, refused
 from eventyard_client._core import QueueOptions
-from eventyard_client.queue import BackgroundQueue, RejectedEvent
+from eventyard_client.errors import error_class
+from eventyard_client.queue import RejectedEvent
 
 from tests.client.conftest import RunningServer, start_server
 from tests.e2e.server import free_port
@@ -188,13 +192,11 @@ def test_a_full_queue_drops_new_events_with_one_warning_and_a_count(
     with Client(url, "sk_live_x", max_queue_size=5, shutdown_timeout=0.2, **FAST) as client:
         with pytest.raises(TypeError, match="cannot send"):  # in the caller, not the sender
             client.track("t", "u", {"when": object()})
-        queue = BackgroundQueue(client, client.queue_options)
-        event = {"trigger": "t", "user_id": "u", "idempotency_key": "k"}
-        assert [queue.put(dict(event)) for _ in range(8)] == [True] * 5 + [False] * 3
-        stats = queue.stats()
+        keys = [client.track("t", f"u{i}") for i in range(8)]
+        assert len(set(keys)) == 8  # a dropped event still gets its key back
+        stats = client.queue_stats()
         assert (stats.queued, stats.dropped) == (5, 3)
-        queue.close()
-        assert queue.stats().queued == 5  # never sent, and said so
+    assert client.queue_stats().queued == 5  # never sent, and said so
     warnings = [r for r in caplog.records if "queue is full" in r.getMessage()]
     assert len(warnings) == 1  # three drops, one warning
     assert "dropped 1 event" in warnings[0].getMessage()
@@ -313,7 +315,7 @@ def test_async_full_queue_drops_or_blocks() -> None:
 def test_batches_stop_short_of_the_request_limit_and_split_when_refused_as_too_large() -> None:
     buffer = Buffer(QueueOptions(batch_size=100))
     for i in range(10):
-        buffer.add({"n": i}, 100_000, now=0.0)
+        buffer.add(encode_event({"n": i, "pad": "x" * 99_980}), now=0.0)  # 100 KB each
     assert buffer.due(now=0.0)  # a full request's worth waits: no need to wait the interval
     batch = buffer.take()
     assert [e["n"] for e in batch.events] == [0, 1, 2]  # 300 KB, under the 384 KB cap
@@ -323,3 +325,192 @@ def test_batches_stop_short_of_the_request_limit_and_split_when_refused_as_too_l
     buffer.finish(batch, Outcome(split=True))
     assert [e["n"] for e in buffer.take().events] == [0]
     assert len(buffer) == 10
+
+
+class LosesTheFirstAnswer(httpx.BaseTransport):
+    """The first batch reaches the server, which stores it, and its answer is lost; before
+    the retry, `meanwhile` runs (the caller's thread changing what it tracked)."""
+
+    def __init__(self, meanwhile: Callable[[], None]) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.meanwhile = meanwhile
+        self.bodies: list[bytes] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/v1/events/batch":
+            return self.inner.handle_request(request)
+        self.bodies.append(request.read())
+        response = self.inner.handle_request(request)
+        response.read()
+        if len(self.bodies) == 1:
+            self.meanwhile()
+            raise httpx.ReadError("connection reset after the server answered")
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_payload_changed_after_track_changes_nothing_sent_even_between_retries(
+    sqlite_server: RunningServer,
+) -> None:
+    server = sqlite_server
+    cart: dict[str, Any] = {"items": [{"sku": "a", "qty": 1}], "total": 10}
+    transport = LosesTheFirstAnswer(lambda: cart["items"].append({"sku": "b", "qty": 1}))
+    with Client(server.url, server.live_key, transport=transport, **ONE_BATCH) as client:
+        key = client.track("checkout", "u1", cart)
+        cart["items"][0]["qty"] = 5  # after track(), before the batch goes out
+        assert client.flush(timeout=10)
+        stats = client.queue_stats()
+
+    # The retry is the same request, so the server knows it for a repeat, not a reuse of
+    # the key with another body (which it would refuse, and the event would be lost).
+    first, retry = transport.bodies
+    assert retry == first
+    assert (stats.sent, stats.duplicates, stats.rejected, stats.retries) == (0, 1, 0, 1)
+    with Client(server.url, server.live_key) as reader:
+        (event,) = reader.events.iter(trigger="checkout")
+    assert event.idempotency_key == key
+    assert event.payload == {"items": [{"sku": "a", "qty": 1}], "total": 10}
+
+
+def test_on_error_may_track_into_a_full_blocking_queue_without_deadlocking_the_sender() -> None:
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        # Answering for the server: only what the client does with the answer matters here.
+        events = json.loads(request.content)["events"]
+        sent.extend(e["trigger"] for e in events)
+        rejected = {"status": "rejected", "code": "validation_failed", "errors": []}
+        results = [rejected if e["trigger"] == "bad" else {"status": "accepted"} for e in events]
+        return httpx.Response(200, json={"results": results})
+
+    def dead_letter(rejected: RejectedEvent) -> None:
+        # Two events from the sending thread into a queue of one: the second finds it full.
+        for n in range(2):
+            client.track("dead_letter", rejected.event["user_id"], {"n": n})
+
+    client = Client(
+        "http://eventyard.test",
+        "sk_live_x",
+        transport=httpx.MockTransport(answer),
+        max_queue_size=1,
+        batch_size=1,
+        on_full="block",
+        on_error=dead_letter,
+        shutdown_timeout=1,
+        **FAST,
+    )
+    with client:
+        client.track("bad", "u1")
+        wait_until(lambda: client.queue_stats().sent == 2, timeout=5)
+        assert client.flush(timeout=5)
+        stats = client.queue_stats()
+    assert sent == ["bad", "dead_letter", "dead_letter"]
+    assert (stats.rejected, stats.dropped, stats.queued) == (1, 0, 0)
+
+
+FORK_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import httpx
+    from eventyard_client import Client
+
+    class CutOff(httpx.BaseTransport):
+        # The network edge: the parent's network is down until told otherwise; a forked
+        # child's is up.
+        def __init__(self):
+            self.down_for = os.getpid()
+            self.inner = httpx.HTTPTransport()
+
+        def handle_request(self, request):
+            if os.getpid() == self.down_for:
+                raise httpx.ConnectError("the parent's network is down", request=request)
+            return self.inner.handle_request(request)
+
+    network = CutOff()
+    options = dict(transport=network, max_queue_size=3, batch_size=3, flush_interval=0.01,
+                   max_backoff=0.05, shutdown_timeout=5)
+    clients = [Client(on_full="drop", **options), Client(on_full="block", **options)]
+    for client in clients:
+        for i in range(3):
+            client.track("before_fork", f"p{i}")  # a full queue, its sender retrying
+    time.sleep(0.2)
+
+    pid = os.fork()
+    if pid == 0:
+        results = []
+        for client in clients:
+            for i in range(2):
+                client.track("in_child", f"c{i}")
+            flushed = client.flush(timeout=10)
+            stats = client.queue_stats()
+            results.append([flushed, stats.sent, stats.duplicates, stats.dropped])
+        print(json.dumps({"child": results}), flush=True)
+        os._exit(0)
+
+    deadline = time.monotonic() + 15
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            print(json.dumps({"child": "stuck"}), flush=True)
+            os.waitpid(pid, 0)
+            break
+        time.sleep(0.02)
+    network.down_for = None  # the parent's network is back
+    results = []
+    for client in clients:
+        flushed = client.flush(timeout=10)
+        stats = client.queue_stats()
+        results.append([flushed, stats.sent, stats.duplicates, stats.dropped])
+        client.close()
+    print(json.dumps({"parent": results}), flush=True)
+    """
+)
+
+
+def test_a_forked_child_sends_what_it_tracks_and_leaves_the_parents_queue_to_the_parent(
+    sqlite_server: RunningServer,
+) -> None:
+    server = sqlite_server
+    env = {**os.environ, "EVENTYARD_URL": server.url, "EVENTYARD_KEY": server.live_key}
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=45,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    reports = {k: v for line in done.stdout.splitlines() for k, v in json.loads(line).items()}
+    # flushed, sent, duplicates, dropped: for the dropping client, then the blocking one.
+    # The child's queue starts empty and works: the full queue it inherited neither drops
+    # nor blocks what it tracks, and it does not send the parent's events.
+    assert reports["child"] == [[True, 2, 0, 0], [True, 2, 0, 0]]
+    # The parent sends its own, once: the server had not seen them (no duplicates).
+    assert reports["parent"] == [[True, 3, 0, 0], [True, 3, 0, 0]]
+    assert len(stored_keys(server, "in_child")) == 4
+    assert len(stored_keys(server, "before_fork")) == 6
+
+
+def _batch_of_one() -> Batch:
+    buffer = Buffer(QueueOptions())
+    buffer.add(encode_event({"trigger": "t", "user_id": "u", "idempotency_key": "k"}), now=0.0)
+    return buffer.take()
+
+
+@pytest.mark.parametrize(
+    ("status", "retried"),
+    [(status, True) for status in (408, 425, 429, 500, 502, 503, 504)]
+    + [(status, False) for status in (400, 401, 403, 404, 422, 501)],
+)
+def test_a_refused_batch_is_sent_again_only_for_a_transient_status(
+    status: int, retried: bool
+) -> None:
+    batch = _batch_of_one()
+    outcome = refused(batch, error_class(status)(status, "code", "message"))
+    assert outcome.retry is retried
+    if not retried:
+        assert [r.event["idempotency_key"] for r in outcome.rejected] == ["k"]
+        assert outcome.rejected[0].status == status

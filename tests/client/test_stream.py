@@ -1,14 +1,19 @@
-"""Following the event stream: the SSE parser on its own, then the client against a real
-server that is killed and started again mid-stream."""
+"""Following the event stream: the SSE parser on its own, the stream's connection closed
+when the caller stops early, then the client against a real server that is killed and
+started again mid-stream."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 from eventyard_client import (
+    APIError,
     AsyncClient,
     AuthenticationError,
     BadRequest,
@@ -16,9 +21,18 @@ from eventyard_client import (
     Resource,
     ServiceUnavailable,
     TransportError,
+    _async,
+    _sync,
 )
 from eventyard_client._core import RetryPolicy
-from eventyard_client.stream import SEEN_IDS, SSEMessage, SSEParser, StreamSession
+from eventyard_client.errors import error_class
+from eventyard_client.stream import (
+    SEEN_IDS,
+    SSEMessage,
+    SSEParser,
+    StreamSession,
+    stream_events,
+)
 
 from tests.client.conftest import RunningServer
 from tests.e2e.server import free_port
@@ -107,6 +121,106 @@ def test_session_retries_what_may_pass_and_raises_what_will_not() -> None:
     assert ended.ended() is None
     with pytest.raises(TransportError):
         ended.broken(httpx.ReadError("reset"))
+
+
+@pytest.mark.parametrize(
+    ("status", "retried"),
+    [(status, True) for status in (408, 425, 429, 500, 502, 503, 504)]
+    + [(status, False) for status in (400, 401, 403, 404, 501)],
+)
+def test_session_connects_again_after_a_transient_status_only(status: int, retried: bool) -> None:
+    error = error_class(status)(status, "code", "message")
+    session = _session()
+    if retried:
+        assert session.refused(error) is not None
+    else:
+        with pytest.raises(APIError):
+            session.refused(error)
+
+
+class EndlessStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """The network edge: a stream that sends one event and then keep-alives for ever, and
+    records whether the client closed it."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield _message("evt_1")
+        while not self.closed:
+            time.sleep(0.01)
+            yield b": keep-alive\n\n"
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield _message("evt_1")
+        while not self.closed:
+            await asyncio.sleep(0.01)
+            yield b": keep-alive\n\n"
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class EndlessStreams(httpx.MockTransport):
+    def __init__(self) -> None:
+        self.opened: list[EndlessStream] = []
+        super().__init__(self._answer)
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        stream = EndlessStream()
+        self.opened.append(stream)
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=stream)
+
+
+def test_a_stream_left_early_closes_its_connection() -> None:
+    network = EndlessStreams()
+    with Client("http://eventyard.test", "sk_live_x", transport=network) as client:
+        with client.events.stream() as events:
+            for _event in events:
+                break
+            # Still referenced, so only the end of the block can close it.
+            assert not network.opened[-1].closed
+        assert network.opened[-1].closed
+
+        events = client.events.stream()
+        assert next(events).id == "evt_1"
+        events.close()
+        assert network.opened[-1].closed
+
+        for _event in client.events.stream():
+            break
+        assert network.opened[-1].closed
+    assert len(network.opened) == 3
+
+
+def test_an_async_stream_left_early_closes_its_connection() -> None:
+    async def main() -> None:
+        network = EndlessStreams()
+        async with AsyncClient("http://eventyard.test", "sk_live_x", transport=network) as client:
+            async with client.events.stream() as events:
+                async for _event in events:
+                    break
+            assert network.opened[-1].closed
+
+            events = client.events.stream()
+            assert (await anext(events)).id == "evt_1"
+            assert not network.opened[-1].closed
+            await events.aclose()
+            assert network.opened[-1].closed
+
+    asyncio.run(main())
+
+
+def test_both_shells_spell_out_the_stream_options_with_their_defaults() -> None:
+    parameters = list(inspect.signature(stream_events).parameters.values())[1:]
+    expected = {p.name: p.default for p in parameters}
+    for shell in (_sync.Events, _async.Events):
+        spelled = list(inspect.signature(shell.stream).parameters.values())[1:]
+        assert {p.name: p.default for p in spelled} == expected, shell
+        assert {p.kind for p in spelled} == {inspect.Parameter.KEYWORD_ONLY}
 
 
 def _collect(

@@ -9,15 +9,22 @@ idempotency key every event carries makes the server answer `duplicate` for the 
 already stored. Batches go out one after another, so events are settled in the order they
 were queued and "everything queued before this point is settled" is one counter.
 
+Each event is encoded to JSON once, when it is queued, and the buffer keeps those bytes: a
+batch's body is the queued bytes joined (`batch_call`), so a payload the caller changes after
+`track()` cannot change what is sent, nor make a retried batch differ from its first send
+(which the server would refuse as a reused idempotency key).
+
 `answered`, `refused` and `failed` turn what happened to one send into an `Outcome`: the
 counts of sent, duplicate and rejected events, or "send it again" (a refused connection, a
-timeout, 429, 5xx) with the server's Retry-After, or "split it" (a 413 for a batch of more
-than one event). `report` logs an outcome and hands rejected events to the caller's
+timeout, or a status in `_core.TRANSIENT`: 408, 425, 429, 500, 502, 503, 504) with the
+server's Retry-After, or "split it" (a 413 for a batch of more than one event); any other
+refusal is final. `report` logs an outcome and hands rejected events to the caller's
 `on_error`. `Client` and `AsyncClient` drive all of this from `queue.py`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections import deque
@@ -25,8 +32,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventyard_client._core import QueueOptions, RetryPolicy, encode_body
+from eventyard_client._core import TRANSIENT, Call, QueueOptions, RetryPolicy, encode_body
 from eventyard_client.errors import APIError, FieldError
+from eventyard_client.resource import Resource, to_resource
 
 logger = logging.getLogger("eventyard_client")
 
@@ -39,8 +47,6 @@ _MIN_BATCH_BYTES = 1024
 _MAX_BACKOFF_EXPONENT = 32
 # At most one "queue is full" warning this often, however many events are dropped.
 DROP_WARNING_SECONDS = 10.0
-# Statuses that say "not now" rather than "never": the batch is sent again.
-_TRANSIENT = frozenset({408, 425, 429})
 _BATCH_PATH = re.compile(r"^\$\.events\[\d+\]")
 
 
@@ -70,7 +76,8 @@ class RejectedEvent:
     """An event the server refused and the queue gave up on, as given to `on_error`.
 
     `status` is the HTTP status when the server refused the whole batch, None when it
-    refused this one event in a batch it otherwise took (see `errors` for why).
+    refused this one event in a batch it otherwise took (see `errors` for why). `event` is
+    the event exactly as it was sent (decoded from the bytes queued by `track()`).
     """
 
     event: dict[str, Any]
@@ -82,9 +89,12 @@ class RejectedEvent:
 
 @dataclass(frozen=True)
 class _Item:
-    event: dict[str, Any]
-    size: int
+    body: bytes  # the event's JSON, encoded once when it was queued
     added_at: float
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
 
 
 @dataclass(frozen=True)
@@ -92,8 +102,14 @@ class Batch:
     items: tuple[_Item, ...]
 
     @property
+    def content(self) -> bytes:
+        """The request body: the queued bytes, joined."""
+        return b'{"events":[' + b",".join(item.body for item in self.items) + b"]}"
+
+    @property
     def events(self) -> list[dict[str, Any]]:
-        return [item.event for item in self.items]
+        """The events as sent, decoded (for the log and `on_error`)."""
+        return [json.loads(item.body) for item in self.items]
 
     @property
     def size(self) -> int:
@@ -122,12 +138,26 @@ class Outcome:
     failure: str | None = None
 
 
-def encoded_size(event: Mapping[str, Any]) -> int:
-    """The event's size in the request body. Encoding it when it is queued also refuses,
-    in the caller's own thread, a payload that cannot be sent as JSON."""
+def encode_event(event: Mapping[str, Any]) -> bytes:
+    """The event as it will be sent. Encoding it when it is queued fixes what is sent (the
+    caller may change the payload afterwards) and refuses, in the caller's own thread, a
+    payload that cannot be sent as JSON."""
     body = encode_body(event)
     assert body is not None
-    return len(body)
+    return body
+
+
+def batch_call(batch: Batch) -> Call[Resource]:
+    """`POST /v1/events/batch` with the batch's pre-encoded body. Every event carries an
+    idempotency key, so sending it again is safe."""
+    return Call(
+        "POST",
+        "/v1/events/batch",
+        to_resource,
+        headers={"content-type": "application/json"},
+        retry_safe=True,
+        content=batch.content,
+    )
 
 
 class Buffer:
@@ -159,10 +189,10 @@ class Buffer:
     def has_room(self) -> bool:
         return len(self) < self.options.max_queue_size
 
-    def add(self, event: dict[str, Any], size: int, now: float) -> int:
-        """Queue one event; its sequence number, for `flushed`."""
-        self._waiting.append(_Item(event, size, now))
-        self._waiting_bytes += size
+    def add(self, body: bytes, now: float) -> int:
+        """Queue one encoded event (`encode_event`); its sequence number, for `flushed`."""
+        self._waiting.append(_Item(body, now))
+        self._waiting_bytes += len(body)
         self.added += 1
         return self.added
 
@@ -279,20 +309,20 @@ def answered(batch: Batch, answer: Any) -> Outcome:
         return Outcome(retry=True, failure="the answer to a batch had no result per event")
     sent = duplicates = 0
     rejected: list[RejectedEvent] = []
-    for event, result in zip(batch.events, results, strict=True):
+    for item, result in zip(batch.items, results, strict=True):
         status = result.get("status") if isinstance(result, Mapping) else None
         if status == "accepted":
             sent += 1
         elif status == "duplicate":
             duplicates += 1
         else:
-            rejected.append(_rejected_item(event, result))
+            rejected.append(_rejected_item(json.loads(item.body), result))
     return Outcome(sent=sent, duplicates=duplicates, rejected=tuple(rejected))
 
 
 def refused(batch: Batch, error: APIError) -> Outcome:
     """Read a refusal of the whole batch: try again later, split it, or give it up."""
-    if error.status in _TRANSIENT or error.status >= 500:
+    if error.status in TRANSIENT:
         return Outcome(retry=True, retry_after=error.retry_after, failure=_describe(error))
     if error.status == 413 and len(batch) > 1:
         return Outcome(split=True)

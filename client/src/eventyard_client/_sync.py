@@ -24,7 +24,7 @@ from eventyard_client.consume import PullLoop, consume
 from eventyard_client.errors import APIError, TransportError
 from eventyard_client.queue import CLOSED_MESSAGE, BackgroundQueue, QueueStats, RejectedEvent
 from eventyard_client.resource import Resource
-from eventyard_client.stream import stream_events
+from eventyard_client.stream import EventStream, stream_events
 
 T = TypeVar("T")
 TimeArg = datetime | int | str
@@ -193,11 +193,29 @@ class Client:
                 self._queue = BackgroundQueue(self, self.queue_options, self.on_error)
             return self._queue
 
-    def consume(self, consumer_id: str, **options: Any) -> PullLoop:
+    def consume(
+        self,
+        consumer_id: str,
+        *,
+        batch_size: int = 10,
+        lease_seconds: int = 60,
+        wait_seconds: float = 20.0,
+        renew: bool = True,
+        stop_when_empty: bool = False,
+    ) -> PullLoop:
         """Claim and yield a pull consumer's transactions, until the loop ends or, with
-        `stop_when_empty=True`, no work is left. Options: `batch_size`, `lease_seconds`,
-        `wait_seconds`, `renew`, `stop_when_empty` (see `eventyard_client.consume`)."""
-        return consume(self, consumer_id, **options)
+        `stop_when_empty=True`, no work is left: up to `batch_size` a claim, each leased for
+        `lease_seconds` (renewed while held when `renew`), long-polling up to `wait_seconds`
+        for work (see `eventyard_client.consume`)."""
+        return consume(
+            self,
+            consumer_id,
+            batch_size=batch_size,
+            lease_seconds=lease_seconds,
+            wait_seconds=wait_seconds,
+            renew=renew,
+            stop_when_empty=stop_when_empty,
+        )
 
     def send_batch(self, events: list[Mapping[str, Any]]) -> Resource:
         """Send up to 1,000 events in one request; one result per event, in order."""
@@ -239,10 +257,28 @@ class Events(_Namespace):
                 return
             filters["cursor"] = page["next_cursor"]
 
-    def stream(self, **options: Any) -> Iterator[Resource]:
+    def stream(
+        self,
+        *,
+        trigger: str | None = None,
+        user_id: str | int | None = None,
+        since_id: str | None = None,
+        max_seconds: float | None = None,
+        reconnect: bool = True,
+    ) -> EventStream:
         """New events as they are stored (`GET /v1/events/stream`), reconnecting with
-        Last-Event-ID and dropping repeats; see `eventyard_client.stream` for the options."""
-        return stream_events(self._client, **options)
+        Last-Event-ID and dropping repeats: `trigger` and `user_id` filter, `since_id` starts
+        after that event, `max_seconds` ends it, `reconnect=False` ends it with the first
+        connection (see `eventyard_client.stream`). Closing it (`with`, `close()`)
+        closes the connection."""
+        return stream_events(
+            self._client,
+            trigger=trigger,
+            user_id=user_id,
+            since_id=since_id,
+            max_seconds=max_seconds,
+            reconnect=reconnect,
+        )
 
     def get(self, event_id: str) -> Resource:
         """One event with its transactions and processing summary."""

@@ -24,6 +24,11 @@ so it is held, without expiry, until you report again. A renewal that fails for 
 retried; one the server refuses (409: the transaction changed, say an operator retried it)
 is logged and that transaction is no longer renewed.
 
+One slow transaction never holds up the others' renewals: a renewal is sent once, without
+the client's retries (no Retry-After is slept in the renewer), and a failure is tried again
+at a later round; a transaction that is being reported at that moment (a report or `renew()`
+of yours still under way) is skipped for the round rather than waited for.
+
 When the loop ends — however it ends — the renewer stops and the transactions claimed but
 not yet handed out are released at once (reported `pending`), so another consumer can take
 them without waiting for their leases. A transaction that was handed out and never reported
@@ -34,7 +39,8 @@ gives both a pause. In CPython, leaving a `for` loop closes the iterator at once
 certainty (and always with `async for`, whose iterators are closed later, by the event
 loop) use it as a context manager: `with client.consume(...) as txns: for txn in txns:`.
 
-Failures. A claim that fails in a way that may pass (no connection, a timeout, 429, 5xx) is
+Failures. A claim that fails in a way that may pass (no connection, a timeout, a status in
+`_core.TRANSIENT`: 408, 425, 429, 500, 502, 503, 504) is
 logged to the `eventyard_client` logger and tried again with exponential backoff (the
 client's retry policy, honouring Retry-After), for as long as the loop runs: a consumer
 outlives a server restart. Refusals that will not pass (401, 403, 404 for an unknown
@@ -71,14 +77,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from eventyard_client._core import Ops
-from eventyard_client.errors import (
-    APIError,
-    RateLimited,
-    ServerError,
-    ServiceUnavailable,
-    TransportError,
-)
+from eventyard_client._core import TRANSIENT, Ops
+from eventyard_client.errors import APIError, TransportError
 from eventyard_client.resource import Resource, to_resource
 
 if TYPE_CHECKING:
@@ -103,8 +103,13 @@ RENEW_AFTER = 1 / 3
 IDLE_FLOOR_SECONDS = 1.0
 # Leave this much of the client's read timeout free around a long poll.
 TIMEOUT_MARGIN_SECONDS = 5.0
-# Failures worth trying again: the server did not answer, or said "not now".
-TRANSIENT = (TransportError, RateLimited, ServiceUnavailable, ServerError)
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure worth trying again: the server did not answer, or said "not now"."""
+    if isinstance(exc, TransportError):
+        return True
+    return isinstance(exc, APIError) and exc.status in TRANSIENT
 
 
 @dataclass(frozen=True)
@@ -230,7 +235,7 @@ class _Pulled:
         return self._leased_at + self._lease_seconds * RENEW_AFTER
 
     def _renewal_failed(self, exc: Exception, now: float) -> None:
-        if isinstance(exc, TRANSIENT):
+        if _transient(exc):
             self._retry_at = now + min(1.0, self._lease_seconds / 6)
             logger.warning("could not renew the lease of %s, trying again: %s", self.id, exc)
         elif isinstance(exc, APIError):
@@ -342,22 +347,32 @@ class PulledTransaction(_Pulled):
         with self._lock:
             return self._send(state, output, self._lease_for(state, lease_seconds))
 
-    def _send(self, state: str, output: Any, lease_seconds: int | None) -> Resource:
+    def _send(
+        self, state: str, output: Any, lease_seconds: int | None, *, retries: bool = True
+    ) -> Resource:
         sent_at = time.monotonic()
-        answer = self._client.request(Ops.report(self.id, state, output, lease_seconds))
+        call = Ops.report(self.id, state, output, lease_seconds)
+        answer = self._client.request(call, retries=retries)
         self._answered(answer, sent_at, lease_seconds)
         return answer
 
     def _keep_alive(self) -> None:
+        """The renewer's turn: renew if due. A report under way is not waited for (it may be
+        slow, and the other transactions' leases are running out meanwhile): it is skipped
+        this round. The renewal is sent once; a failure waits for a later round."""
         if not self._renewal_due(time.monotonic()):
             return
-        with self._lock:  # a report may have come first: look again
-            if not self._renewal_due(time.monotonic()):
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if not self._renewal_due(time.monotonic()):  # a report may have come first
                 return
             try:
-                self._send(PROCESSING, None, self._lease_seconds)
+                self._send(PROCESSING, None, self._lease_seconds, retries=False)
             except Exception as exc:
                 self._renewal_failed(exc, time.monotonic())
+        finally:
+            self._lock.release()
 
     def _let_go(self) -> None:
         """Release a transaction the loop never handed out; a failure is only logged (the
@@ -481,7 +496,9 @@ class _Puller:
                 if not waiting:
                     try:
                         claimed = self._claim()
-                    except TRANSIENT as exc:
+                    except (APIError, TransportError) as exc:
+                        if not _transient(exc):
+                            raise
                         failures += 1
                         delay = self._client.retry_policy.delay(failures, _retry_after(exc))
                         _claim_failed(exc, failures, delay)
@@ -561,20 +578,24 @@ class AsyncPulledTransaction(_Pulled):
         async with self._lock:
             return await self._send(state, output, self._lease_for(state, lease_seconds))
 
-    async def _send(self, state: str, output: Any, lease_seconds: int | None) -> Resource:
+    async def _send(
+        self, state: str, output: Any, lease_seconds: int | None, *, retries: bool = True
+    ) -> Resource:
         sent_at = time.monotonic()
-        answer = await self._client.request(Ops.report(self.id, state, output, lease_seconds))
+        call = Ops.report(self.id, state, output, lease_seconds)
+        answer = await self._client.request(call, retries=retries)
         self._answered(answer, sent_at, lease_seconds)
         return answer
 
     async def _keep_alive(self) -> None:
-        if not self._renewal_due(time.monotonic()):
+        """See `PulledTransaction._keep_alive`."""
+        if not self._renewal_due(time.monotonic()) or self._lock.locked():
             return
-        async with self._lock:
+        async with self._lock:  # not contended: nothing was awaited since locked()
             if not self._renewal_due(time.monotonic()):
                 return
             try:
-                await self._send(PROCESSING, None, self._lease_seconds)
+                await self._send(PROCESSING, None, self._lease_seconds, retries=False)
             except Exception as exc:
                 self._renewal_failed(exc, time.monotonic())
 
@@ -679,7 +700,9 @@ class _AsyncPuller:
                 if not waiting:
                     try:
                         claimed = await self._claim()
-                    except TRANSIENT as exc:
+                    except (APIError, TransportError) as exc:
+                        if not _transient(exc):
+                            raise
                         failures += 1
                         delay = self._client.retry_policy.delay(failures, _retry_after(exc))
                         _claim_failed(exc, failures, delay)

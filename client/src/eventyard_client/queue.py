@@ -2,10 +2,24 @@
 
 Both are thin drivers of `_batching.Buffer`, which decides what goes out when. The driver
 waits until a batch is due, sends it once (`request(..., retries=False)`), and on a failure
-that is not the server's "no" (a refused or broken connection, a timeout, 429, 5xx) waits
+that is not the server's "no" (a refused or broken connection, a timeout, a status in
+`_core.TRANSIENT`) waits
 with exponential backoff and jitter, or the server's Retry-After, and sends the same batch
 again, for as long as it takes: events are only ever settled by an answer. Events the
 server rejects are logged and handed to `on_error`, never retried.
+
+Each event is encoded to JSON when it is queued and sent as those bytes (see `_batching`):
+changing a payload after `track()` changes nothing that is sent.
+
+A forked child (os.fork, multiprocessing's "fork", a preforking server) starts with an empty
+queue and no sending thread of its own: the events queued before the fork stay the parent's
+to send, and sending them from the child too would send them twice. Events the child tracks
+are sent by a thread the child starts. (A multiprocessing child ends without running exit
+hooks: it should call `flush()` or `close()` before it returns.)
+
+A `track()` from `on_error`, which runs on the sending thread, never waits for room: with
+`on_full="block"` the event is queued even past `max_queue_size` (waiting would wait for the
+very thread that frees room), with `"drop"` a full queue drops it as always.
 
 `close()` (and, for `Client`, an exit hook, so a script that never calls it still sends
 what it queued) stops new events, sends what is left and gives up after `shutdown_timeout`
@@ -18,9 +32,11 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from eventyard_client._batching import (
@@ -30,14 +46,15 @@ from eventyard_client._batching import (
     QueueStats,
     RejectedEvent,
     answered,
-    encoded_size,
+    batch_call,
+    encode_event,
     failed,
     refused,
     report,
     retry_pause,
     retry_policy,
 )
-from eventyard_client._core import Ops, QueueOptions
+from eventyard_client._core import QueueOptions
 from eventyard_client.errors import APIError, TransportError
 
 if TYPE_CHECKING:
@@ -90,6 +107,19 @@ def _log_unsent(count: int, timeout: float) -> None:
         )
 
 
+# Every live sync queue, for the fork hook; weak, so a queue is still collected.
+_QUEUES: weakref.WeakSet[BackgroundQueue] = weakref.WeakSet()
+
+
+def _reset_queues_after_fork() -> None:
+    for queue in list(_QUEUES):
+        queue._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_reset_queues_after_fork)
+
+
 class BackgroundQueue:
     """`Client`'s queue: callers on any thread, one daemon thread sending."""
 
@@ -106,19 +136,25 @@ class BackgroundQueue:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._deadline: float | None = None  # once closing: when to give up what is left
+        _QUEUES.add(self)
 
-    def put(self, event: dict[str, Any]) -> bool:
+    def put(self, event: Mapping[str, Any]) -> bool:
         """Queue one event; False when the queue is full and `on_full` is "drop"."""
-        size = encoded_size(event)
+        body = encode_event(event)
         with self._changed:
             self._check_open()
+            # A full queue only empties if a sender runs: make sure one does before waiting
+            # for room or dropping (its thread may be gone: a fork, or a crash).
+            self._start()
             if self._buffer.has_room() or self._options.on_full == "block":
-                while not self._buffer.has_room():
+                # From on_error, on the sending thread, waiting would wait for itself: the
+                # event goes in past the limit instead (see the module docstring).
+                on_sender = threading.current_thread() is self._thread
+                while not on_sender and not self._buffer.has_room():
                     self._changed.wait()
                     self._check_open()
                 now = time.monotonic()
-                self._buffer.add(event, size, now)
-                self._start()
+                self._buffer.add(body, now)
                 if _wakes_sender(self._buffer, now):
                     self._changed.notify_all()
                 return True
@@ -173,6 +209,15 @@ class BackgroundQueue:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(CLOSED_MESSAGE)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's sending thread does not exist here, and the lock
+        may have been held when the process forked. Start again with a fresh lock, no
+        thread and an empty buffer: what was queued before the fork is the parent's to send.
+        The counters start again too, so `stats()` tells what this process did."""
+        self._changed = threading.Condition()
+        self._thread = None
+        self._buffer = Buffer(self._options)
 
     def _start(self) -> None:
         # A sender that is gone (the process forked, or it died) is replaced: what is
@@ -251,7 +296,7 @@ class BackgroundQueue:
 
     def _attempt(self, batch: Batch) -> Outcome:
         try:
-            answer = self._client.request(Ops.send_batch(batch.events), retries=False)
+            answer = self._client.request(batch_call(batch), retries=False)
         except APIError as exc:
             return refused(batch, exc)
         except TransportError as exc:
@@ -281,9 +326,9 @@ class AsyncBackgroundQueue:
         self._closed = False
         self._deadline: float | None = None
 
-    async def put(self, event: dict[str, Any]) -> bool:
+    async def put(self, event: Mapping[str, Any]) -> bool:
         """Queue one event; False when the queue is full and `on_full` is "drop"."""
-        size = encoded_size(event)
+        body = encode_event(event)
         self._check_open()
         if not self._buffer.has_room():
             if self._options.on_full == "drop":
@@ -293,7 +338,7 @@ class AsyncBackgroundQueue:
                 await self._changed.wait_for(lambda: self._closed or self._buffer.has_room())
             self._check_open()
         now = time.monotonic()
-        self._buffer.add(event, size, now)
+        self._buffer.add(body, now)
         self._start()
         if _wakes_sender(self._buffer, now):
             await self._notify()
@@ -428,7 +473,7 @@ class AsyncBackgroundQueue:
 
     async def _attempt(self, batch: Batch) -> Outcome:
         try:
-            answer = await self._client.request(Ops.send_batch(batch.events), retries=False)
+            answer = await self._client.request(batch_call(batch), retries=False)
         except APIError as exc:
             return refused(batch, exc)
         except TransportError as exc:

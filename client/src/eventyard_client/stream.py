@@ -6,7 +6,10 @@ into server-sent-event messages (any mix of LF, CRLF and CR line ends; multi-lin
 comments such as `: keep-alive`). `StreamSession` decides everything else: the query and
 `Last-Event-ID` of each connection, which messages become events, and after a failure
 whether to connect again and after how long. `stream_events` and `stream_events_async` only
-move bytes between httpx and the session.
+move bytes between httpx and the session; they return an `EventStream` / `AsyncEventStream`,
+an iterator that is also a context manager, so the connection can be closed for certain when
+the caller stops early: `with` / `close()`, and `async with` / `aclose()` (an `async for`
+left by `break` does not close its iterator; the event loop gets to it later, if at all).
 
 Resuming: the server repeats the events of the last two seconds at or below the resume id
 (one of them may have been committed after we last read), so the session keeps a bounded set
@@ -15,8 +18,9 @@ of the ids it has yielded and drops repeats; a `since_id` given by the caller is
 connection has been open, a broken or ended one is reopened with backoff (0.5 s doubling to
 30 s, with jitter) for as long as it takes — a server restart is a pause, not an end. Before
 the first connection has opened, failures are retried as any request is (the client's
-`max_retries`), then raised, so a wrong URL fails fast. Refusals that retrying cannot fix
-(401, 403, 404, 400) are raised at once as the client's typed errors.
+`max_retries`), then raised, so a wrong URL fails fast. Only the statuses in
+`_core.TRANSIENT` are tried again; other refusals (401, 403, 404, 400, 501, ...) are raised
+at once as the client's typed errors.
 
 There is no read timeout as such: the server sends a keep-alive comment every 15 seconds,
 so 45 seconds of silence means the connection is dead, and it is reopened.
@@ -29,13 +33,14 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 import httpx
 
-from eventyard_client._core import RetryPolicy, api_error, query
+from eventyard_client._core import TRANSIENT, RetryPolicy, api_error, query
 from eventyard_client.errors import APIError, TransportError
 from eventyard_client.resource import Resource
 
@@ -54,8 +59,6 @@ SEEN_IDS = 10_000
 MAX_SERVER_SECONDS = 86_400.0
 # Reconnecting after a connection that was open: never gives up.
 RECONNECT = RetryPolicy(max_retries=0, base_seconds=0.5, max_seconds=30.0)
-# Statuses that say "not now" rather than "never": worth connecting again.
-TRANSIENT = frozenset({429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,69 @@ def _refusal(response: httpx.Response) -> APIError:
     return api_error(response.status_code, response.headers, response.content)
 
 
+class EventStream(Iterator[Resource]):
+    """The iterator `Client.events.stream()` returns. Its connection is closed when the
+    iteration ends, when the iterator is closed (`close()`, or the end of a `with` block),
+    or when the last reference to it goes (a `for` left by `break`)."""
+
+    def __init__(self, events: Generator[Resource, None, None]) -> None:
+        # The generator must not refer back to this object, so that dropping the last
+        # reference closes it at once (see consume.PullLoop).
+        self._events = events
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> Resource:
+        return next(self._events)
+
+    def close(self) -> None:
+        """Stop following the stream and close its connection."""
+        self._events.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncEventStream(AsyncIterator[Resource]):
+    """The async iterator `AsyncClient.events.stream()` returns. An `async for` left early
+    does not close it (the event loop does, later, if at all): use `async with
+    client.events.stream(...) as events:` or `await events.aclose()` to close the
+    connection when you stop."""
+
+    def __init__(self, events: AsyncGenerator[Resource, None]) -> None:
+        self._events = events
+
+    def __aiter__(self) -> AsyncEventStream:
+        return self
+
+    async def __anext__(self) -> Resource:
+        return await self._events.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop following the stream and close its connection."""
+        await self._events.aclose()
+
+    async def __aenter__(self) -> AsyncEventStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
 def stream_events(
     client: Client,
     *,
@@ -293,15 +359,19 @@ def stream_events(
     since_id: str | None = None,
     max_seconds: float | None = None,
     reconnect: bool = True,
-) -> Iterator[Resource]:
-    """Yield each new event (as `GET /v1/events/{id}` shows it) as it is stored.
+) -> EventStream:
+    """Each new event (as `GET /v1/events/{id}` shows it) as it is stored.
 
     `trigger` and `user_id` filter; `since_id` starts just after that event instead of now;
     `max_seconds` ends the iteration after that long in all; `reconnect=False` ends it when
     the server ends the stream and raises `TransportError` when the connection breaks.
-    Stop early with `break`: the connection is closed.
+    Stop early with `break`, `close()` or a `with` block: the connection is closed.
     """
     session = _session(client, trigger, user_id, since_id, max_seconds, reconnect)
+    return EventStream(_follow(client, session))
+
+
+def _follow(client: Client, session: StreamSession) -> Generator[Resource, None, None]:
     while (request := session.next_request()) is not None:
         delay: float | None
         try:
@@ -327,7 +397,7 @@ def stream_events(
         time.sleep(delay)
 
 
-async def stream_events_async(
+def stream_events_async(
     client: AsyncClient,
     *,
     trigger: str | None = None,
@@ -335,9 +405,16 @@ async def stream_events_async(
     since_id: str | None = None,
     max_seconds: float | None = None,
     reconnect: bool = True,
-) -> AsyncIterator[Resource]:
-    """The awaitable twin of `stream_events`: `async for event in ...`."""
+) -> AsyncEventStream:
+    """The awaitable twin of `stream_events`: `async with ... as events: async for event in
+    events:` (the `async with` closes the connection when the block ends)."""
     session = _session(client, trigger, user_id, since_id, max_seconds, reconnect)
+    return AsyncEventStream(_follow_async(client, session))
+
+
+async def _follow_async(
+    client: AsyncClient, session: StreamSession
+) -> AsyncGenerator[Resource, None]:
     while (request := session.next_request()) is not None:
         delay: float | None
         try:
