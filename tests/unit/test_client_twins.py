@@ -18,6 +18,7 @@ ASYNC_TO_SYNC = {
     "AsyncIterator": "Iterator",
     "AsyncBackgroundQueue": "BackgroundQueue",
     "AsyncPullLoop": "PullLoop",
+    "AsyncEventStream": "EventStream",
     "httpx.AsyncBaseTransport": "httpx.BaseTransport",
 }
 

@@ -36,17 +36,20 @@ from eventyard_client.errors import (
     WebhookVerificationError,
 )
 from eventyard_client.resource import Resource
+from eventyard_client.stream import AsyncEventStream, EventStream
 from eventyard_client.webhooks import verify_webhook
 
 __all__ = [
     "APIError",
     "AsyncClient",
+    "AsyncEventStream",
     "AsyncPullLoop",
     "AsyncPulledTransaction",
     "AuthenticationError",
     "BadRequest",
     "Client",
     "Conflict",
+    "EventStream",
     "EventyardError",
     "FieldError",
     "NotFound",

@@ -22,11 +22,7 @@ from eventyard_client.consume import AsyncPullLoop, consume_async
 from eventyard_client.errors import APIError, TransportError
 from eventyard_client.queue import CLOSED_MESSAGE, AsyncBackgroundQueue, QueueStats, RejectedEvent
 from eventyard_client.resource import Resource
-
-# Under the sync shell's name, so the twins' signatures read the same (the twin test
-# compares them as text): here it is the async iterator, with `aclose()` and `async with`.
-from eventyard_client.stream import AsyncEventStream as EventStream
-from eventyard_client.stream import stream_events_async
+from eventyard_client.stream import AsyncEventStream, stream_events_async
 
 T = TypeVar("T")
 TimeArg = datetime | int | str
@@ -266,7 +262,7 @@ class Events(_Namespace):
         since_id: str | None = None,
         max_seconds: float | None = None,
         reconnect: bool = True,
-    ) -> EventStream:
+    ) -> AsyncEventStream:
         """New events as they are stored (`GET /v1/events/stream`), reconnecting with
         Last-Event-ID and dropping repeats: `trigger` and `user_id` filter, `since_id` starts
         after that event, `max_seconds` ends it, `reconnect=False` ends it with the first

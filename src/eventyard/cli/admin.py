@@ -580,9 +580,13 @@ def consumers_pause(client: Client, as_json: bool, consumer_id: str) -> None:
 @remote_options
 @with_client
 def consumers_resume(client: Client, as_json: bool, consumer_id: str) -> None:
-    """Enable a paused or disabled consumer again; its backlog is sent."""
+    """Enable a paused or disabled consumer again: a webhook's backlog is sent, a pull
+    consumer's can be claimed."""
     consumer = client.consumers.resume(consumer_id)
     if as_json:
         print_json(consumer)
         return
-    click.echo(f"Resumed {consumer['id']}: its backlog is being sent.")
+    if consumer.get("kind") == "pull":
+        click.echo(f"Resumed {consumer['id']}: its pending transactions can be claimed again.")
+    else:
+        click.echo(f"Resumed {consumer['id']}: its backlog is being sent.")

@@ -9,6 +9,7 @@ options, error messages, tables, times and JSON inputs — is in `remote`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from typing import Any
 
 import click
@@ -242,7 +243,13 @@ def events_list(
             for event in rows:
                 print_json_line(event)
         else:
-            print_table(with_short_times(list(rows), "timestamp"), EVENT_COLUMNS)
+            # Page by page, so a listing of millions never sits in memory.
+            first = True
+            while chunk := list(itertools.islice(rows, limit)):
+                print_table(with_short_times(chunk, "timestamp"), EVENT_COLUMNS, header=first)
+                first = False
+            if first:
+                print_table([], EVENT_COLUMNS)
         return
     page = client.events.list(limit=limit, cursor=cursor, **query)
     if as_json:

@@ -122,12 +122,16 @@ def cell(value: Any, width: int = MAX_CELL) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> None:
-    """`columns` are (field, heading) pairs. An empty list prints a dash line, not nothing."""
+def print_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], *, header: bool = True
+) -> None:
+    """`columns` are (field, heading) pairs. An empty list prints "(none)", not nothing.
+    `header=False` continues an earlier table (a long listing printed page by page)."""
     if not rows:
-        click.echo("(none)")
+        if header:
+            click.echo("(none)")
         return
-    table = [[heading.upper() for _, heading in columns]]
+    table = [[heading.upper() for _, heading in columns]] if header else []
     table += [[cell(row.get(field)) for field, _ in columns] for row in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
     for r in table:

@@ -322,8 +322,9 @@ class IngestService:
                     409,
                     FieldError(
                         f"{path}.trigger",
-                        f"the trigger {c.draft.trigger!r} is archived; unarchive it to accept "
-                        "events again",
+                        f"the trigger {c.draft.trigger!r} is archived; restore it to accept "
+                        'events again (PATCH /v1/triggers/{id} {"archived": false}, or '
+                        "`eventyard triggers restore`)",
                     ),
                 )
                 continue
