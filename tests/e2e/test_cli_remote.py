@@ -261,6 +261,25 @@ def test_send_then_list_show_and_replay_events(server: RunningServer, tmp_path: 
     assert counts == {"requeued": 0, "created": 0}
 
 
+@sqlite_only
+def test_events_show_says_why_a_delivery_failed(server: RunningServer) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+    with Client(server.url, server.live_key) as client:
+        hook = client.consumers.create("hook", "webhook", url=nowhere, retry_schedule=[0, 60])
+        sent = client.send("signup", "u1")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            (txn,) = client.events.get(sent.id)["transactions"]
+            if txn["delivery_attempts"]:
+                break
+            time.sleep(0.2)
+    shown = ok(cli(server)("events", "show", sent.id))
+    row = next(line for line in shown.splitlines() if line.startswith("txn_"))
+    assert hook.id in row
+    assert "LAST ATTEMPT" in shown
+    assert "connect" in row.lower()  # the refused connection, not an empty cell
+
+
 class _Lines:
     """A subprocess's stdout, read line by line in a thread."""
 

@@ -289,15 +289,30 @@ def events_show(client: Client, as_json: bool, event_id: str) -> None:
     )
     click.echo()
     click.echo("Transactions:")
+    transactions = [
+        {**txn, "last_attempt": _last_attempt(txn)} for txn in event.get("transactions") or []
+    ]
     print_table(
-        with_short_times(event.get("transactions") or [], "updated_at", "next_attempt_at"),
+        with_short_times(transactions, "updated_at", "next_attempt_at"),
         [
             ("id", "id"),
             ("consumer_id", "consumer"),
             ("state", "state"),
             ("attempts", "attempts"),
+            ("last_attempt", "last attempt"),
             ("next_attempt_at", "next attempt"),
             ("updated_at", "updated"),
             ("output", "output"),
         ],
     )
+
+
+def _last_attempt(txn: dict[str, Any]) -> str:
+    """A webhook transaction's latest attempt, in a few words: `HTTP 500` or its error."""
+    attempts = txn.get("delivery_attempts") or []
+    if not attempts:
+        return ""
+    last = attempts[-1]
+    if last.get("error"):
+        return str(last["error"])
+    return f"HTTP {last.get('status_code')}"
