@@ -7,16 +7,22 @@ import csv
 import io
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 from eventyard_client import Client
 
+from eventyard.cli import import_run
 from tests.client.conftest import RunningServer, start_server
 
 LINES = 3_000  # 12 batches of 250, 4 in flight: enough to show order and paging
@@ -119,7 +125,10 @@ def test_ndjson_import_sorts_lines_writes_rejects_and_reruns_as_duplicates(
     assert reasons[2]["errors"] == [{"path": "$.user_id", "message": "is required"}]
     assert len(stored(server, server.test_key)) == LINES - 4
 
-    status, again = import_json(server, server.test_key, str(source), "--batch-size", "250")
+    # The rejects file may hold the user's fixes: only --force replaces it.
+    status, again = import_json(
+        server, server.test_key, str(source), "--batch-size", "250", "--force"
+    )
     assert status == 3
     assert counts(again) == (LINES - 1, 0, LINES - 4, 3)
     assert len(stored(server, server.test_key)) == LINES - 4
@@ -139,7 +148,7 @@ def test_ndjson_import_sorts_lines_writes_rejects_and_reruns_as_duplicates(
     # The same line with other content: its derived key is taken, so the server refuses it.
     lines[1] = lines[1].replace('"amount": 2,', '"amount": 3,')
     source.write_text("\n".join(lines) + "\n")
-    done = cli(server, server.test_key, "import", str(source))
+    done = cli(server, server.test_key, "import", "--force", str(source))
     assert done.returncode == 3
     assert "line 2: idempotency_key_reused" in done.stderr
     assert f"duplicate  {LINES - 5:,}" in done.stdout
@@ -321,3 +330,207 @@ def test_parquet_without_pyarrow_says_how_to_install_it(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "pip install 'eventyard[parquet]'" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def send_without_key(server: RunningServer, key: str, user_id: str) -> None:
+    """As a curl user or an adapter sends: the stored event has no idempotency key."""
+    answer = httpx.post(
+        f"{server.url}/v1/events",
+        json={"trigger": "note", "user_id": user_id, "payload": {"n": user_id}},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert answer.status_code in (200, 201, 202), answer.text
+    assert answer.json()["idempotency_key"] is None
+
+
+def test_an_export_imports_once_wherever_its_file_is_and_a_json_array_is_refused(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    for user in ("a", "b", "c"):
+        send_without_key(server, server.test_key, user)
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    dump = first / "dump.ndjson"
+    done = cli(server, server.test_key, "export", "-o", str(dump))
+    assert done.returncode == 0, done.stderr
+    assert "Exported 3 events to" in done.stdout
+    done = cli(server, server.test_key, "export", "--user", "a", "-o", str(first / "a.ndjson"))
+    assert "Exported 1 event to" in done.stdout
+
+    # Into the environment it came from: the originals have no key to match, so the first
+    # import copies them (the documented limit); the export's ids key every later one.
+    status, summary = import_json(server, server.test_key, str(dump))
+    assert (status, counts(summary)) == (0, (3, 3, 0, 0))
+    copy = second / "renamed.ndjson"
+    copy.write_bytes(dump.read_bytes())
+    for again in (dump, copy):
+        status, summary = import_json(server, server.test_key, str(again))
+        assert (status, counts(summary)) == (0, (3, 0, 3, 0))
+    assert len(stored(server, server.test_key)) == 6
+    # Into another environment: once, wherever the file is.
+    for path, expected in ((dump, (3, 3, 0, 0)), (copy, (3, 0, 3, 0))):
+        status, summary = import_json(server, server.live_key, str(path))
+        assert (status, counts(summary)) == (0, expected)
+    assert len(stored(server, server.live_key)) == 3
+
+    # A JSON array is not NDJSON: refused whole, before anything is sent.
+    array = tmp_path / "events.json"
+    array.write_text("\n  [\n" + ",\n".join(good_line(i + 100) for i in range(3)) + "\n]\n")
+    done = cli(server, server.live_key, "import", str(array))
+    assert done.returncode == 2
+    assert "JSON array, not NDJSON" in done.stderr
+    assert "jq -c '.[]'" in done.stderr
+    assert len(stored(server, server.live_key)) == 3
+    assert not (tmp_path / "events.rejected.json").exists()
+
+
+# What follows is the command's own behaviour, the same on either backend: SQLite only.
+sqlite_only = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+
+
+@sqlite_only
+def test_a_moved_file_reruns_as_duplicates_and_another_of_the_same_name_is_refused(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    first, second, third = (tmp_path / name for name in ("first", "second", "third"))
+    for folder in (first, second, third):
+        folder.mkdir()
+    # Keys from the file's name and the line: a moved file re-runs as duplicates...
+    moved = first / "signups.ndjson"
+    moved.write_text("".join(good_line(i) + "\n" for i in range(3)))
+    done = cli(server, server.test_key, "import", str(moved))
+    assert done.returncode == 0, done.stderr
+    assert "3 lines in" in done.stdout
+    moved = moved.rename(second / moved.name)
+    status, summary = import_json(server, server.test_key, str(moved))
+    assert (status, counts(summary)) == (0, (3, 0, 3, 0))
+    # ... and another file of the same name is refused where its lines differ.
+    other = third / "signups.ndjson"
+    other.write_text(good_line(0) + "\n" + good_line(7) + "\n")
+    done = cli(server, server.test_key, "import", str(other))
+    assert done.returncode == 3
+    assert "line 2: idempotency_key_reused" in done.stderr
+    assert "another file of the same name" in done.stderr
+    assert "--key-prefix" in done.stderr
+    assert "(and" not in done.stderr
+    assert len(stored(server, server.test_key)) == 3
+    single = third / "one.ndjson"
+    single.write_text(good_line(8) + "\n")
+    done = cli(server, server.test_key, "import", str(single))
+    assert "one.ndjson: 1 line in" in done.stdout
+
+    # The rejects file is the user's to fix: a re-run does not write over it...
+    work = tmp_path / "work"
+    work.mkdir()
+    source = work / "events.ndjson"
+    source.write_text(good_line(20) + '\n{"trigger": "purchase"}\nnot json\n')
+    status, summary = import_json(server, server.test_key, str(source))
+    assert (status, counts(summary)) == (3, (3, 1, 0, 2))
+    rejects, reasons = work / "events.rejected.ndjson", work / "events.rejected.errors.jsonl"
+    fixed = good_line(21) + "\n"
+    rejects.write_text(fixed)
+    done = cli(server, server.test_key, "import", str(source))
+    assert done.returncode == 2
+    assert f"{rejects} and {reasons} already exist" in done.stderr
+    assert "--force" in done.stderr
+    assert rejects.read_text() == fixed
+    # ... and importing the rejects file puts its own rejects beside it, not over it.
+    rejects.write_text(fixed + "still not json\n")
+    status, summary = import_json(server, server.test_key, str(rejects))
+    assert (status, counts(summary)) == (3, (2, 1, 0, 1))
+    assert rejects.read_text() == fixed + "still not json\n"
+    assert (work / "events.rejected.rejected.ndjson").read_text() == "still not json\n"
+    # A resumed import adds to the rejects of the run it resumes.
+    status, summary = import_json(server, server.test_key, str(source), "--from-line", "3")
+    assert (status, counts(summary)) == (3, (1, 0, 0, 1))
+    assert rejects.read_text() == fixed + "still not json\nnot json\n"
+    # With --force, a clean run removes the earlier run's rejects rather than leave them
+    # looking current.
+    source.write_text(good_line(20) + "\n")
+    status, summary = import_json(server, server.test_key, "--force", str(source))
+    assert (status, counts(summary)) == (0, (1, 0, 1, 0))
+    assert not rejects.exists()
+    assert not reasons.exists()
+
+    # A path that cannot be written is a usage error before anything is read or sent.
+    fresh = work / "fresh.ndjson"
+    fresh.write_text(good_line(30) + "\nnot json\n")
+    before = len(stored(server, server.test_key))
+    missing = tmp_path / "missing"
+    for args, message in (
+        (("export", "-o", str(missing / "x.ndjson")), f"the directory {missing} does not exist"),
+        (("export", "-o", str(work), "--format", "csv"), f"--output {work} is a directory"),
+        (
+            ("import", "--rejects", str(missing / "r.ndjson"), str(fresh)),
+            f"the directory {missing} does not exist",
+        ),
+    ):
+        done = cli(server, server.test_key, *args)
+        assert (done.returncode, "Traceback" in done.stderr) == (2, False), done.stderr
+        assert message in done.stderr
+    assert len(stored(server, server.test_key)) == before
+    assert sorted(p.name for p in work.iterdir()) == [
+        "events.ndjson",
+        "events.rejected.rejected.errors.jsonl",
+        "events.rejected.rejected.ndjson",
+        "fresh.ndjson",
+    ]
+
+
+@sqlite_only
+def test_ctrl_c_stops_sending_prints_the_summary_and_the_line_to_resume_from(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    total = 10_000  # 5,000 requests of 2: seconds of sending, however fast the machine
+    source = tmp_path / "big.ndjson"
+    source.write_text("".join(f'{{"trigger":"t","user_id":"u{i % 10}"}}\n' for i in range(total)))
+
+    def start_import(url: str, *args: str) -> subprocess.Popen[str]:
+        env = {**os.environ, "EVENTYARD_URL": url, "EVENTYARD_KEY": server.test_key}
+        command = [sys.executable, "-m", "eventyard", "import", "--json", str(source), *args]
+        return subprocess.Popen(command, env=env, stdout=PIPE, stderr=PIPE, text=True)
+
+    def interrupt(process: subprocess.Popen[str]) -> tuple[int, str, str, float]:
+        """Ctrl-C: (status, stdout, stderr, seconds from Ctrl-C to exit)."""
+        process.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        out, err = process.communicate(timeout=30)
+        return process.returncode, out, err, time.monotonic() - interrupted
+
+    process = start_import(server.url, "--batch-size", "2", "--in-flight", "2")
+    deadline = time.monotonic() + 40
+    with Client(server.url, server.test_key) as client:
+        while not client.events.list(trigger="t", limit=1)["data"]:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the import sent nothing in 40 s"
+            time.sleep(0.05)
+    status, out, err, _ = interrupt(process)
+    assert status == 130, err
+    summary = json.loads(out)
+    resume = summary["resume_from_line"]
+    assert (summary["complete"], summary["interrupted"]) == (False, True)
+    assert 1 <= resume <= total
+    assert summary["lines"] == summary["accepted"] == resume - 1
+    assert f"--from-line {resume}" in err
+    assert "Traceback" not in err
+
+    status, rest = import_json(
+        server, server.test_key, str(source), "--from-line", str(resume), "--batch-size", "1000"
+    )
+    assert (status, rest["lines"], rest["rejected"]) == (0, total - resume + 1, 0)
+    # Batches answered after the Ctrl-C come back as duplicates: nothing lost, none twice.
+    assert summary["accepted"] + rest["accepted"] == total
+
+    # A server that takes requests and never answers: Ctrl-C does not wait out the batches
+    # in flight (a minute's timeout, then retries), only the grace time.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        silent.settimeout(40)
+        process = start_import(f"http://127.0.0.1:{silent.getsockname()[1]}")
+        connection, _ = silent.accept()  # a batch is out
+        with connection:
+            status, out, err, seconds = interrupt(process)
+    assert status == 130, err
+    assert seconds < import_run.GRACE_SECONDS + 5
+    assert json.loads(out)["resume_from_line"] == 1
+    assert "--from-line 1" in err

@@ -8,14 +8,22 @@ import names the first line that has no answer: every line before it has been de
 
 Only a failure of the whole request stops the import (a wrong key, a server that stays
 down after the client's retries). A rejected item is a line to fix, not a reason to stop.
+
+Ctrl-C sets `stop` rather than raising in the middle of the books: no further batch is
+sent, the batches already out get `GRACE_SECONDS` to answer and are settled in order, and
+`Interrupted` names the first line without an answer. Each batch is sent from a daemon
+thread, so a batch still retrying against a server that went away cannot hold the process
+open once the command has said where to resume.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,6 +36,10 @@ from eventyard.cli.import_source import Problem, Record
 # The server takes 512 KB a request; stay well under it with the JSON envelope's few bytes.
 MAX_BATCH_BYTES = 480 * 1024
 MAX_BATCH_EVENTS = 1000
+# After Ctrl-C, how long the batches already sent may take to answer before the import
+# gives up on them (their lines are then resumed, and come back as duplicates if stored).
+GRACE_SECONDS = 3.0
+_POLL_SECONDS = 0.1
 
 Reject = Callable[[Record, Problem], None]
 
@@ -39,6 +51,7 @@ class Tally:
     duplicate: int = 0
     rejected: int = 0
     codes: dict[str, int] = field(default_factory=dict)
+    next_line: int = 1  # the line after the last one settled: where to resume
 
     def reject(self, code: str) -> None:
         self.rejected += 1
@@ -96,6 +109,14 @@ class Stopped(Exception):
         self.line = line
 
 
+class Interrupted(Exception):
+    """Ctrl-C: lines from `line` on have no answer (some may be stored all the same)."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(f"interrupted at line {line}")
+        self.line = line
+
+
 def run_import(
     client: Client,
     to_send: Iterable[Batch],
@@ -104,28 +125,78 @@ def run_import(
     *,
     in_flight: int,
     progress: Callable[[int], None],
+    stop: threading.Event | None = None,
 ) -> None:
     """Send every batch, `in_flight` at a time, and settle their results in order.
 
-    Raises `Stopped` on the first request that fails as a whole; what came before it is in
-    the tally and the rejects.
+    Raises `Stopped` on the first request that fails as a whole, and `Interrupted` once
+    `stop` is set; what came before is in the tally and the rejects.
     """
+    stop = stop or threading.Event()
     pending: deque[tuple[Batch, Future[Resource] | None]] = deque()
-    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="import") as pool:
+    for batch in to_send:
+        if stop.is_set():
+            break
+        events = batch.events
+        pending.append((batch, _send(client, events) if events else None))
+        while pending and (len(pending) >= in_flight or _done(pending[0][1])):
+            if not _wait(pending[0][1], stop):
+                break
+            _settle(*pending.popleft(), reject, tally, progress)
+        if stop.is_set():
+            break
+    else:
+        while pending and _wait(pending[0][1], stop):
+            _settle(*pending.popleft(), reject, tally, progress)
+        if not pending:
+            return
+    _wind_down(pending, reject, tally, progress)
+
+
+def _wind_down(
+    pending: deque[tuple[Batch, Future[Resource] | None]],
+    reject: Reject,
+    tally: Tally,
+    progress: Callable[[int], None],
+) -> None:
+    """After Ctrl-C: settle what answers within the grace time, then raise `Interrupted`."""
+    deadline = time.monotonic() + GRACE_SECONDS
+    try:
+        while pending:
+            future = pending[0][1]
+            if future is not None:
+                wait([future], timeout=max(deadline - time.monotonic(), 0))
+            if not _done(future):
+                break
+            _settle(*pending.popleft(), reject, tally, progress)
+    except Stopped as exc:
+        raise Interrupted(exc.line) from None
+    raise Interrupted(pending[0][0].records[0].line if pending else tally.next_line)
+
+
+def _send(client: Client, events: list[Mapping[str, Any]]) -> Future[Resource]:
+    """Send one batch from a daemon thread (see the module's docstring)."""
+    future: Future[Resource] = Future()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
         try:
-            for batch in to_send:
-                events = batch.events
-                future = pool.submit(client.send_batch, events) if events else None
-                pending.append((batch, future))
-                while len(pending) > in_flight or (pending and _done(pending[0][1])):
-                    _settle(*pending.popleft(), reject, tally, progress)
-            while pending:
-                _settle(*pending.popleft(), reject, tally, progress)
-        except BaseException:  # Stopped, or Ctrl-C: send nothing more than what is out
-            for _, future in pending:
-                if future is not None:
-                    future.cancel()
-            raise
+            future.set_result(client.send_batch(events))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="import-batch", daemon=True).start()
+    return future
+
+
+def _wait(future: Future[Resource] | None, stop: threading.Event) -> bool:
+    """Wait for `future` to finish; False when `stop` was set first."""
+    while not _done(future):
+        if stop.is_set():
+            return False
+        assert future is not None
+        wait([future], timeout=_POLL_SECONDS)
+    return True
 
 
 def _done(future: Future[Resource] | None) -> bool:
@@ -150,17 +221,18 @@ def _settle(
             problem = record.problem or Problem("invalid", "the line cannot be sent")
             tally.reject(problem.code)
             reject(record, problem)
-            continue
-        result = next(results)
-        status = result["status"]
-        if status == "accepted":
-            tally.accepted += 1
-        elif status == "duplicate":
-            tally.duplicate += 1
         else:
-            problem = server_problem(result)
-            tally.reject(problem.code)
-            reject(record, problem)
+            result = next(results)
+            status = result["status"]
+            if status == "accepted":
+                tally.accepted += 1
+            elif status == "duplicate":
+                tally.duplicate += 1
+            else:
+                problem = server_problem(result)
+                tally.reject(problem.code)
+                reject(record, problem)
+        tally.next_line = record.line + 1
     progress(batch.position)
 
 
@@ -177,8 +249,8 @@ def server_problem(result: Any) -> Problem:
     message = "; ".join(f"{e['path']} {e['message']}" for e in errors) or code
     if code == "idempotency_key_reused":
         message += (
-            " (the line changed since it was first imported: give it its own idempotency_key,"
-            " or import with another --key-prefix)"
+            " (the line changed since it was first imported, or this is another file of the"
+            " same name: give it its own idempotency_key, or import with another --key-prefix)"
         )
     return Problem(code, message, errors)
 
@@ -187,21 +259,30 @@ class RejectsFile:
     """The rejected records, byte for byte in the input's format (a CSV one starts with the
     header), and beside them one JSON line of reasons per rejected record, in the same order.
     Both files are created when the first record is rejected, so a clean run leaves none.
-    `first` keeps the first few reasons to show on the terminal."""
+    With `append` (resuming an import) they are added to instead of replaced, and a CSV
+    header is written only to an empty file. `first` keeps the first few reasons to show on
+    the terminal."""
 
-    def __init__(self, path: Path, reasons_path: Path, header: bytes) -> None:
+    def __init__(
+        self, path: Path, reasons_path: Path, header: bytes, *, append: bool = False
+    ) -> None:
         self.path = path
         self.reasons_path = reasons_path
         self._header = header
+        self._append = append
         self._data: BinaryIO | None = None
         self._reasons: BinaryIO | None = None
         self.first: list[tuple[int, Problem]] = []
 
     def write(self, record: Record, problem: Problem) -> None:
         if self._data is None or self._reasons is None:
-            self._data = open(self.path, "wb")  # noqa: SIM115 - closed in close()
-            self._reasons = open(self.reasons_path, "wb")  # noqa: SIM115
-            if self._header:
+            if self._append:
+                self._data = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+                self._reasons = open(self.reasons_path, "ab")  # noqa: SIM115
+            else:
+                self._data = open(self.path, "wb")  # noqa: SIM115
+                self._reasons = open(self.reasons_path, "wb")  # noqa: SIM115
+            if self._header and self._data.tell() == 0:
                 self._data.write(_line_end(self._header))
         self._data.write(_line_end(record.raw))
         reason = {"line": record.line, "code": problem.code, "message": problem.message}
@@ -219,6 +300,13 @@ class RejectsFile:
         for stream in (self._data, self._reasons):
             if stream is not None:
                 stream.close()
+
+    def remove_unwritten(self) -> None:
+        """Remove an earlier run's files when this run wrote none (the caller decides when
+        they are stale: only with --force)."""
+        if not self.written:
+            for path in (self.path, self.reasons_path):
+                path.unlink(missing_ok=True)
 
 
 def _line_end(raw: bytes) -> bytes:

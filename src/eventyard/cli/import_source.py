@@ -6,16 +6,22 @@ line can be written back byte for byte. A CSV row may span several lines (a quot
 a newline); `csv.reader` pulls lines one by one from our iterator, so the lines it took are
 exactly the row's bytes.
 
-A record without its own `idempotency_key` gets one derived from where it is: a hash of the
-key prefix (the file's absolute path unless `--key-prefix` says otherwise) and its line
-number. Running the same import twice therefore sends the same keys, and the server answers
-"duplicate" instead of storing the events again; a line that changed in between gets
+A record without its own `idempotency_key` gets one derived from it. A record that came
+from an export has the stored event's `id` (`evt_...`), and its key is a hash of that id,
+wherever the file is; any other record's key is a hash of the key prefix (the file's name unless
+`--key-prefix` says otherwise) and its line number. Running the same import twice therefore
+sends the same keys, and the server answers "duplicate" instead of storing the events again
+(for as long as it remembers a key: 7 days by default); a line that changed in between gets
 `idempotency_key_reused`.
+
+A file that opens with `[` is a JSON array, not NDJSON: it is refused whole (`JsonArrayFile`)
+rather than read line by line into a few accepted objects and many rejected fragments.
 
 CSV columns: `trigger`, `user_id`, `timestamp` and `idempotency_key` are the event's fields;
 `payload` holds a JSON object; `payload.NAME` and every other column is payload field NAME.
-The columns an export adds about the stored event (`id`, `received_at`, `source`,
-`environment`, `expires_at`) are ignored, so an exported file imports as it is. A cell that
+The other columns an export adds about the stored event (`id`, `received_at`, `source`,
+`environment`, `expires_at`) are not sent, so an exported file imports as it is; `id` only
+gives the key. A cell that
 is a JSON number, `true`, `false` or `null` is read as that value, any other cell as a
 string, and an empty cell is left out. `timestamp` is epoch milliseconds when it is all
 digits, else ISO 8601 text; `user_id`, `trigger` and `idempotency_key` are always strings.
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -35,8 +42,11 @@ from typing import Any, BinaryIO
 from eventyard_client._core import loads_strict
 
 EVENT_FIELDS = ("trigger", "user_id", "payload", "timestamp", "idempotency_key")
-# What an export writes about a stored event that an import cannot send: ignored on import.
+# What an export writes about a stored event that an import cannot send: not sent (an `id`
+# gives a record without an idempotency key its key).
 STORED_FIELDS = frozenset({"id", "received_at", "source", "environment", "expires_at"})
+# Only a stored event's id keys a record: an `id` of the user's own (an order number) does not.
+EVENT_ID_PREFIX = "evt_"
 STRING_COLUMNS = frozenset({"trigger", "user_id", "idempotency_key"})
 FORMATS = ("ndjson", "csv")
 _EXTENSIONS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "ndjson", ".csv": "csv"}
@@ -81,6 +91,17 @@ def derived_key(prefix: str, line: int) -> str:
     return f"imp_{digest}"
 
 
+def key_for_exported(event_id: str) -> str:
+    """The key of an exported event that had none: the same for every copy of the export,
+    and never equal to a line's key (those hash a prefix *and* a line number)."""
+    digest = hashlib.sha256(f"exported event\n{event_id}".encode()).hexdigest()[:32]
+    return f"imp_{digest}"
+
+
+class JsonArrayFile(ValueError):
+    """The file holds one JSON array, where NDJSON has one object per line."""
+
+
 class Source:
     """The records of one file; `position` is how many bytes have been read (for progress).
 
@@ -97,12 +118,15 @@ class Source:
         self._line = 0
         self._taken: list[bytes] = []
         self._columns: list[str] = []
+        self._ahead: list[bytes] = []  # lines read to look at the start, not yet given out
         if fmt == "csv":
             self._start_csv()
+        else:
+            self._refuse_json_array()
 
     # -- lines
     def _lines(self) -> Iterator[bytes]:
-        for raw in self._stream:
+        for raw in itertools.chain(self._ahead, self._stream):
             self._line += 1
             self.position += len(raw)
             if self._line == 1 and raw.startswith(b"\xef\xbb\xbf"):
@@ -113,6 +137,18 @@ class Source:
         return self._ndjson() if self.format == "ndjson" else self._csv()
 
     # -- NDJSON
+    def _refuse_json_array(self) -> None:
+        for raw in self._stream:
+            self._ahead.append(raw)
+            text = raw.removeprefix(b"\xef\xbb\xbf") if len(self._ahead) == 1 else raw
+            if text.strip():
+                if text.lstrip().startswith(b"["):
+                    raise JsonArrayFile(
+                        "the file is a JSON array, not NDJSON (one JSON object per line); "
+                        "convert it first, e.g. jq -c '.[]' FILE.json > FILE.ndjson"
+                    )
+                return
+
     def _ndjson(self) -> Iterator[Record]:
         for raw in self._lines():
             if not raw.strip():
@@ -195,9 +231,9 @@ class Source:
         event: dict[str, Any] = {}
         payload: dict[str, Any] = {}
         for column, text in zip(self._columns, cells, strict=True):
-            if text == "" or column in STORED_FIELDS:
+            if text == "" or (column in STORED_FIELDS and column != "id"):
                 continue
-            if column in STRING_COLUMNS:
+            if column in STRING_COLUMNS or column == "id":
                 event[column] = text
             elif column == "timestamp":
                 event[column] = int(text) if text.isascii() and text.isdigit() else text
@@ -243,7 +279,11 @@ class Source:
             )
             return
         if not event.get("idempotency_key"):
-            event["idempotency_key"] = derived_key(self.key_prefix, record.line)
+            exported_id = value.get("id")
+            if isinstance(exported_id, str) and exported_id.startswith(EVENT_ID_PREFIX):
+                event["idempotency_key"] = key_for_exported(exported_id)
+            else:
+                event["idempotency_key"] = derived_key(self.key_prefix, record.line)
         record.event = event
 
 

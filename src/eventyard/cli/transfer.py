@@ -2,23 +2,33 @@
 
 Import reads NDJSON or CSV a line at a time (`import_source`), sends batches through the
 batch API and sorts each line into accepted, duplicate or rejected (`import_run`). It is
-safe to run again: every line carries an idempotency key, its own or one derived from the
-file and line number, so what is stored already comes back as a duplicate. Rejected lines
-are written to a rejects file in the input's format, ready to fix and import, with the
-reasons beside them (events.rejected.errors.jsonl for events.rejected.ndjson).
+safe to run again within the server's idempotency window (7 days by default): every line
+carries an idempotency key, its own, one derived from the exported event's id, or one
+derived from the file's name and the line number, so what is stored already comes back as a
+duplicate. Rejected lines are written to a rejects file in the input's format, ready to fix
+and import, with the reasons beside them (events.rejected.errors.jsonl for
+events.rejected.ndjson). An existing rejects file may hold the user's fixes, so it is never
+replaced without --force; a resumed import (--from-line) adds to it.
+
+Every path the command will write is checked before anything is read or sent, so a typo in
+--output or --rejects is a usage error, not a traceback halfway through.
 
 Export pages through `GET /v1/events` with the filters given and writes each page as it
 arrives (`export_writers`), so memory stays flat however many events there are.
 
 Exit status of import: 0 when every line was accepted or a duplicate, 3 when the import ran
 to the end but some lines were rejected (the summary says how many and where they are), 1
-when it stopped early (a wrong key, a server that stays down) and 2 for a usage error.
+when it stopped early (a wrong key, a server that stays down), 2 for a usage error and 130
+when interrupted (Ctrl-C), after the summary so far and the line to resume from.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +49,7 @@ from eventyard.cli.remote import (
 from eventyard.cli.root import main
 
 EXIT_REJECTED = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 # Enough patience for a server restart (backoff 0.5 s doubling: about 30 s in all) before a
 # batch counts as failed.
 IMPORT_RETRIES = 6
@@ -60,12 +71,18 @@ IMPORT_RETRIES = 6
     "rejects_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where rejected lines go (default: events.rejected.ndjson for events.ndjson); their "
-    "reasons go beside it (events.rejected.errors.jsonl).",
+    "reasons go beside it (events.rejected.errors.jsonl). An existing one is not replaced "
+    "without --force.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace the rejects files of an earlier run (removed when this run rejects nothing).",
 )
 @click.option(
     "--key-prefix",
-    help="Derive idempotency keys from this instead of FILE's absolute path; keep it the "
-    "same to re-run an import of a file that was moved or renamed.",
+    help="Derive idempotency keys from this instead of FILE's name; keep it the same to "
+    "re-run an import of a renamed file, change it to import another file of the same name.",
 )
 @click.option(
     "--batch-size",
@@ -85,8 +102,8 @@ IMPORT_RETRIES = 6
     "--from-line",
     type=click.IntRange(1),
     default=1,
-    help="Skip the lines before this one (to resume a stopped import; re-running it all is "
-    "safe too).",
+    help="Skip the lines before this one, to resume a stopped import; rejects are added to "
+    "the existing rejects file.",
 )
 @remote_options
 def import_(
@@ -96,6 +113,7 @@ def import_(
     file: Path,
     fmt: str | None,
     rejects_path: Path | None,
+    force: bool,
     key_prefix: str | None,
     batch_size: int,
     in_flight: int,
@@ -106,45 +124,78 @@ def import_(
     Each NDJSON line, or CSV row, is an event: trigger, user_id, payload, timestamp and
     idempotency_key, as for POST /v1/events. In CSV, a `payload` column holds a JSON object
     and every other column is a payload field: a cell that is a JSON number, true, false or
-    null is that value, any other cell is text, an empty cell is left out.
+    null is that value, any other cell is text, an empty cell is left out. A JSON array is
+    refused: convert it to NDJSON first (jq -c '.[]').
 
-    A line without an idempotency_key gets one derived from the file and line number, so
-    running the same import again stores nothing twice: those lines count as duplicates.
+    A line without an idempotency_key gets one derived from the exported event's id, or
+    else from FILE's name (not its folder) and the line number, so running the same import
+    again within the server's idempotency window (EVENTYARD_IDEMPOTENCY_WINDOW_SECONDS, 7
+    days by default) stores nothing twice: those lines count as duplicates. An export
+    imported back into the environment it came from copies, once, the events stored there
+    without an idempotency key.
+
     Rejected lines are written, as they were, to the rejects file, and why to a file beside
-    it; fix them there and import that file.
+    it; fix them there and import that file. An earlier run's rejects file is not replaced
+    without --force. Ctrl-C stops sending and says which --from-line resumes the import.
 
-    Exit status: 0 all accepted or duplicates, 3 some lines rejected, 1 stopped early.
+    Exit status: 0 all accepted or duplicates, 3 some lines rejected, 1 stopped early, 2 a
+    usage error, 130 interrupted.
     """
     try:
         fmt = import_source.format_for(file, fmt)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     rejects_path = rejects_path or default_rejects_path(file, fmt)
-    if rejects_path.resolve() == file.resolve():
-        raise click.UsageError("--rejects must not be the file being imported")
     reasons_path = rejects_path.with_name(f"{rejects_path.stem}.errors.jsonl")
-    prefix = key_prefix if key_prefix is not None else str(file.resolve())
+    for path in (rejects_path, reasons_path):
+        if path.resolve() == file.resolve():
+            raise click.UsageError(f"the rejects file {path} must not be the file being imported")
+        check_output_path(path, "--rejects")
+    resuming = from_line > 1
+    earlier = [str(p) for p in (rejects_path, reasons_path) if p.exists()]
+    if earlier and not force and not resuming:
+        one = len(earlier) == 1
+        raise click.UsageError(
+            f"{' and '.join(earlier)} already exist{'s' if one else ''}, from an earlier "
+            f"import. Fix the lines in {rejects_path} and import that file, or move "
+            f"{'it' if one else 'them'} away; or pass --force to replace "
+            f"{'it' if one else 'them'}, or --rejects PATH to write elsewhere"
+        )
+    prefix = key_prefix if key_prefix is not None else file.name
     client = open_client(url, key, max_retries=IMPORT_RETRIES, timeout=60.0)
     started = time.monotonic()
-    tally = import_run.Tally()
+    tally = import_run.Tally(next_line=from_line)
     with client, file.open("rb") as stream:
         try:
             source = import_source.Source(stream, fmt, prefix)
+        except import_source.JsonArrayFile as exc:
+            raise click.UsageError(f"{file}: {exc}") from None
         except ValueError as exc:
             raise click.ClickException(f"{file}: {exc}") from None
-        rejects = import_run.RejectsFile(rejects_path, reasons_path, source.header)
+        rejects = import_run.RejectsFile(rejects_path, reasons_path, source.header, append=resuming)
         records = (r for r in source if r.line >= from_line)
         batches = import_run.batches(records, lambda: source.position, batch_size)
         stopped: import_run.Stopped | None = None
+        interrupted: import_run.Interrupted | None = None
         try:
-            with byte_progress(file.stat().st_size, "Importing") as progress:
+            with byte_progress(file.stat().st_size, "Importing") as progress, ctrl_c() as stop:
                 import_run.run_import(
-                    client, batches, rejects.write, tally, in_flight=in_flight, progress=progress
+                    client,
+                    batches,
+                    rejects.write,
+                    tally,
+                    in_flight=in_flight,
+                    progress=progress,
+                    stop=stop,
                 )
         except import_run.Stopped as exc:
             stopped = exc
+        except import_run.Interrupted as exc:
+            interrupted = exc
         finally:
             rejects.close()
+        if force and not resuming:
+            rejects.remove_unwritten()
     summary = {
         "file": str(file),
         "lines": tally.lines,
@@ -154,15 +205,73 @@ def import_(
         "rejected_by_code": tally.codes,
         "rejects_file": str(rejects_path) if rejects.written else None,
         "reasons_file": str(reasons_path) if rejects.written else None,
-        "complete": stopped is None,
-        "resume_from_line": stopped.line if stopped else None,
+        "complete": stopped is None and interrupted is None,
+        "interrupted": interrupted is not None,
+        "resume_from_line": ended.line if (ended := stopped or interrupted) else None,
         "seconds": round(time.monotonic() - started, 3),
     }
     print_import_summary(summary, rejects.first, as_json)
+    if interrupted is not None:
+        click.echo(
+            f"Interrupted: lines before {interrupted.line:,} are done. To carry on, run the "
+            f"same command with --from-line {interrupted.line}"
+            f"{resume_rejects_note(rejects, tally)}.",
+            err=True,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Batches still out are in daemon threads: leaving now abandons them, and their lines
+        # are the ones the resume line sends again (as duplicates if they were stored).
+        os._exit(EXIT_INTERRUPTED)
     if stopped is not None:
-        fail_stopped(stopped, url, file)
+        fail_stopped(stopped, url, file, resume_rejects_note(rejects, tally))
     if tally.rejected:
         sys.exit(EXIT_REJECTED)
+
+
+def resume_rejects_note(rejects: import_run.RejectsFile, tally: import_run.Tally) -> str:
+    if not tally.rejected and not rejects.path.exists():
+        return ""
+    return f" (its rejects are added to {rejects.path})"
+
+
+@contextmanager
+def ctrl_c() -> Iterator[threading.Event]:
+    """An event set by the first Ctrl-C, for the import to wind down in order; a second
+    Ctrl-C interrupts at once, as usual."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def first(_signum: int, _frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def check_output_path(path: Path, option: str) -> None:
+    """Refuse, as a usage error, a file that cannot be written: before anything is sent."""
+    if path.is_dir():
+        raise click.UsageError(f"{option} {path} is a directory; give a file name")
+    if path.exists():
+        if path.is_file() and not os.access(path, os.W_OK):
+            raise click.UsageError(f"{option} {path} cannot be written (permission denied)")
+        return
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise click.UsageError(f"{option} {path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise click.UsageError(f"{option} {path}: cannot write in {parent} (permission denied)")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def default_rejects_path(file: Path, fmt: str) -> Path:
@@ -179,9 +288,15 @@ def print_import_summary(
     for line, problem in first:
         click.echo(f"line {line}: {problem.code}: {problem.message}", err=True)
     if summary["rejected"] > len(first):
-        click.echo(f"(and {summary['rejected'] - len(first):,} more rejected lines)", err=True)
-    verb = "Imported" if summary["complete"] else "Stopped importing"
-    click.echo(f"{verb} {summary['file']}: {summary['lines']:,} lines in {summary['seconds']} s")
+        more = plural(summary["rejected"] - len(first), "more rejected line")
+        click.echo(f"(and {more})", err=True)
+    verb = "Imported"
+    if summary["interrupted"]:
+        verb = "Interrupted importing"
+    elif not summary["complete"]:
+        verb = "Stopped importing"
+    lines = plural(summary["lines"], "line")
+    click.echo(f"{verb} {summary['file']}: {lines} in {summary['seconds']} s")
     width = len(f"{max(summary['accepted'], summary['duplicate'], summary['rejected']):,}")
     click.echo(f"  accepted   {summary['accepted']:>{width},}")
     click.echo(f"  duplicate  {summary['duplicate']:>{width},}")
@@ -191,11 +306,10 @@ def print_import_summary(
     click.echo(rejected)
 
 
-def fail_stopped(stopped: import_run.Stopped, url: str, file: Path) -> None:
+def fail_stopped(stopped: import_run.Stopped, url: str, file: Path, rejects_note: str) -> None:
     resume = (
-        f"Lines before {stopped.line:,} are done. Running the same command again is safe "
-        f"(what is stored counts as duplicate); to skip what is done, add --from-line "
-        f"{stopped.line}."
+        f"Lines before {stopped.line:,} are done. To carry on, run the same command with "
+        f"--from-line {stopped.line}{rejects_note}."
     )
     if isinstance(stopped.error, AuthenticationError):
         resume = f"Nothing more was sent from {file}; fix the key and run the command again."
@@ -266,8 +380,12 @@ def export(
 
     Columns: id, trigger, user_id, timestamp, received_at, idempotency_key, source,
     environment, payload, expires_at. In CSV and Parquet the payload is JSON text. An
-    NDJSON or CSV export imports back with `eventyard import`.
+    NDJSON or CSV export imports with `eventyard import` into another server or
+    environment; imported back into this one, it copies, once, the events stored without
+    an idempotency key.
     """
+    if output != "-":
+        check_output_path(Path(output), "--output")
     try:
         fmt = export_writers.format_for(output, fmt)
     except ValueError as exc:
@@ -289,7 +407,11 @@ def export(
     client = open_client(url, key, max_retries=IMPORT_RETRIES, timeout=60.0)
     started = time.monotonic()
     with client, reported_errors(url):
-        count = write_export(client, {k: v for k, v in filters.items() if v}, fmt, output)
+        try:
+            count = write_export(client, {k: v for k, v in filters.items() if v}, fmt, output)
+        except OSError as exc:  # a full disk, a directory removed meanwhile, a closed pipe
+            where = "stdout" if output == "-" else output
+            raise click.ClickException(f"cannot write {where}: {exc.strerror or exc}") from None
     summary = {
         "exported": count,
         "format": fmt,
@@ -302,7 +424,8 @@ def export(
     else:
         where = "stdout" if to_stderr else output
         click.echo(
-            f"Exported {count:,} events to {where} ({fmt}) in {summary['seconds']} s", err=to_stderr
+            f"Exported {plural(count, 'event')} to {where} ({fmt}) in {summary['seconds']} s",
+            err=to_stderr,
         )
 
 
