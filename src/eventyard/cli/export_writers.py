@@ -55,7 +55,7 @@ _EXTENSIONS = {
 }
 ROW_GROUP_ROWS = 20_000
 INSTALL_PARQUET = (
-    "Parquet export needs pyarrow: pip install 'eventyard[parquet]' (or pip install pyarrow)"
+    "Parquet export needs pyarrow: pip install pyarrow (from a clone, pip install './[parquet]')"
 )
 
 Event = Mapping[str, Any]
