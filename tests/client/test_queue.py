@@ -502,8 +502,8 @@ def _batch_of_one() -> Batch:
 
 @pytest.mark.parametrize(
     ("status", "retried"),
-    [(status, True) for status in (408, 425, 429, 500, 502, 503, 504)]
-    + [(status, False) for status in (400, 401, 403, 404, 422, 501)],
+    [(status, True) for status in (408, 425, 429, 500, 502, 503, 504, 507, 520, 522, 599)]
+    + [(status, False) for status in (400, 401, 403, 404, 422, 501, 505)],
 )
 def test_a_refused_batch_is_sent_again_only_for_a_transient_status(
     status: int, retried: bool

@@ -125,8 +125,8 @@ def test_session_retries_what_may_pass_and_raises_what_will_not() -> None:
 
 @pytest.mark.parametrize(
     ("status", "retried"),
-    [(status, True) for status in (408, 425, 429, 500, 502, 503, 504)]
-    + [(status, False) for status in (400, 401, 403, 404, 501)],
+    [(status, True) for status in (408, 425, 429, 500, 502, 503, 504, 507, 520, 522, 599)]
+    + [(status, False) for status in (400, 401, 403, 404, 501, 505)],
 )
 def test_session_connects_again_after_a_transient_status_only(status: int, retried: bool) -> None:
     error = error_class(status)(status, "code", "message")

@@ -46,6 +46,8 @@ def test_a_refused_connection_is_retried_even_for_a_create() -> None:
         (503, True, True),
         (502, False, True),
         (500, False, True),
+        (522, False, True),  # a proxy in front of a restarting server
+        (501, False, False),
         (404, False, False),
         (422, False, False),
     ],
@@ -133,4 +135,6 @@ def test_a_redirect_or_a_page_that_is_not_json_says_what_came_back() -> None:
         decode(302, {"location": "https://other/"}, b"")
     with pytest.raises(UnexpectedResponse, match=r"not JSON \(text/html\)"):
         decode(200, {"content-type": "text/html"}, b"<html>Welcome to nginx</html>")
+    with pytest.raises(UnexpectedResponse, match="not an object"):
+        decode(200, {"content-type": "application/json"}, b'["ok"]')
     assert decode(200, {}, b'{"a": 1}') == {"a": 1}

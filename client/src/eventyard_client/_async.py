@@ -68,12 +68,9 @@ class AsyncClient:
             max_backoff=max_backoff,
         )
         self.on_error = on_error
-        self._http = httpx.AsyncClient(
-            base_url=self.url,
-            headers=_core.request_headers(self.key),
-            timeout=timeout,
-            transport=transport,
-        )
+        self._timeout = timeout
+        self._transport = transport
+        self._http = self._new_http()
         self._closed = False
         self._queue: AsyncBackgroundQueue | None = None
         self.events = Events(self)
@@ -82,6 +79,14 @@ class AsyncClient:
         self.consumers = Consumers(self)
         self.transactions = Transactions(self)
         self.project = Project(self)
+
+    def _new_http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.url,
+            headers=_core.request_headers(self.key),
+            timeout=self._timeout,
+            transport=self._transport,
+        )
 
     # -- plumbing
     async def request(self, call: Call[T], *, retries: bool = True) -> T:

@@ -16,10 +16,11 @@ batch's body is the queued bytes joined (`batch_call`), so a payload the caller 
 
 `answered`, `refused` and `failed` turn what happened to one send into an `Outcome`: the
 counts of sent, duplicate and rejected events, or "send it again" (a refused connection, a
-timeout, or a status in `_core.TRANSIENT`: 408, 425, 429, 500, 502, 503, 504) with the
-server's Retry-After, or "split it" (a 413 for a batch of more than one event); any other
-refusal is final. `report` logs an outcome and hands rejected events to the caller's
-`on_error`. `Client` and `AsyncClient` drive all of this from `queue.py`.
+timeout, or a refusal `_core.transient` names: 408, 425, 429, any 5xx but 501 and 505, an
+answer that is not eventyard's) with the server's Retry-After, or "split it" (a 413 for a
+batch of more than one event); any other refusal is final. `report` logs an outcome and
+hands rejected events to the caller's `on_error`. `Client` and `AsyncClient` drive all of
+this from `queue.py`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventyard_client._core import TRANSIENT, Call, QueueOptions, RetryPolicy, encode_body
+from eventyard_client._core import Call, QueueOptions, RetryPolicy, encode_body, transient
 from eventyard_client.errors import APIError, FieldError
 from eventyard_client.resource import Resource, to_resource
 
@@ -322,7 +323,7 @@ def answered(batch: Batch, answer: Any) -> Outcome:
 
 def refused(batch: Batch, error: APIError) -> Outcome:
     """Read a refusal of the whole batch: try again later, split it, or give it up."""
-    if error.status in TRANSIENT:
+    if transient(error):
         return Outcome(retry=True, retry_after=error.retry_after, failure=_describe(error))
     if error.status == 413 and len(batch) > 1:
         return Outcome(split=True)

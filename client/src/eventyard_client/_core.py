@@ -35,12 +35,8 @@ USER_AGENT = f"eventyard-client-python/{__version__}"
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Statuses that say the server did not process the request: always safe to send again.
 NOT_PROCESSED = frozenset({425, 429, 503})
-# Statuses that may come after the work was done (a proxy timing out): safe to resend only
-# when doing it twice does no harm.
-MAYBE_PROCESSED = frozenset({408, 500, 502, 504})
-# Every status worth trying again later. The queue, the pull loop and the stream, which
-# retry for as long as they run, use this one definition.
-TRANSIENT = NOT_PROCESSED | MAYBE_PROCESSED
+# 5xx statuses that say "never", not "not now".
+FINAL_5XX = frozenset({501, 505})
 # The longest Retry-After an ordinary call waits out; past it, the error is raised with its
 # `retry_after` so the caller decides (a proxy's "come back in an hour" must not freeze a
 # CLI command for an hour).
@@ -111,8 +107,23 @@ def retry_delay(
     if status is None:
         retryable = not sent or call.retry_safe
     else:
-        retryable = status in NOT_PROCESSED or (status in MAYBE_PROCESSED and call.retry_safe)
+        # Any other transient status may come after the work was done (a proxy timing out):
+        # safe to resend only when doing it twice does no harm.
+        retryable = status in NOT_PROCESSED or (transient_status(status) and call.retry_safe)
     return policy.delay(attempt, retry_after) if retryable else None
+
+
+def transient_status(status: int) -> bool:
+    """Worth trying again later: 408, 425, 429 and every 5xx but 501 and 505 (a proxy's
+    520-530 while the server restarts behind it included). The queue, the pull loop and
+    the stream, which retry for as long as they run, use this one definition."""
+    return status in (408, 425, 429) or (status >= 500 and status not in FINAL_5XX)
+
+
+def transient(error: APIError) -> bool:
+    """A refusal worth trying again later. An answer that is not eventyard's (a proxy's
+    maintenance page, even with 200) counts: the server behind it may be restarting."""
+    return isinstance(error, UnexpectedResponse) or transient_status(error.status)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -150,16 +161,25 @@ def decode(status: int, headers: Mapping[str, str], content: bytes) -> Json:
         )
     if not content:
         return None
+    kind = headers.get("content-type") or "no content type"
     try:
-        return json.loads(content, object_hook=Resource)
+        value = json.loads(content, object_hook=Resource)
     except ValueError:
-        kind = headers.get("content-type") or "no content type"
         raise UnexpectedResponse(
             status,
             "unexpected_response",
             f"the server answered {status} with something that is not JSON ({kind}): "
             f"{_excerpt(content, status)!r}; is the URL an eventyard server?",
         ) from None
+    if not isinstance(value, dict):
+        # Every eventyard answer is a JSON object; a bare array or string is someone else's.
+        raise UnexpectedResponse(
+            status,
+            "unexpected_response",
+            f"the server answered {status} with JSON that is not an object: "
+            f"{_excerpt(content, status)!r}; is the URL an eventyard server?",
+        )
+    return value
 
 
 def api_error(status: int, headers: Mapping[str, str], content: bytes) -> APIError:

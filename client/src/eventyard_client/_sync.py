@@ -12,6 +12,7 @@ import builtins
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -28,6 +29,22 @@ from eventyard_client.stream import EventStream, stream_events
 
 T = TypeVar("T")
 TimeArg = datetime | int | str
+
+# Every open Client, so a forked child can give each one connections of its own.
+_live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A child of `os.fork` must not write on the parent's pooled keep-alive sockets: the
+    two would interleave requests on one connection and read each other's answers. Each
+    client gets a fresh pool; the old one is dropped, not closed, since closing would shut
+    the sockets under the parent. (A transport you passed in is reused: make it fork-safe.)"""
+    for client in list(_live_clients):
+        client._http = client._new_http()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Client:
@@ -70,12 +87,9 @@ class Client:
             max_backoff=max_backoff,
         )
         self.on_error = on_error
-        self._http = httpx.Client(
-            base_url=self.url,
-            headers=_core.request_headers(self.key),
-            timeout=timeout,
-            transport=transport,
-        )
+        self._timeout = timeout
+        self._transport = transport
+        self._http = self._new_http()
         self._closed = False
         self._queue: BackgroundQueue | None = None
         self._queue_lock = threading.Lock()  # track() may make the queue from many threads
@@ -85,6 +99,15 @@ class Client:
         self.consumers = Consumers(self)
         self.transactions = Transactions(self)
         self.project = Project(self)
+        _live_clients.add(self)
+
+    def _new_http(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            headers=_core.request_headers(self.key),
+            timeout=self._timeout,
+            transport=self._transport,
+        )
 
     # -- plumbing
     def request(self, call: Call[T], *, retries: bool = True) -> T:

@@ -39,14 +39,14 @@ gives both a pause. In CPython, leaving a `for` loop closes the iterator at once
 certainty (and always with `async for`, whose iterators are closed later, by the event
 loop) use it as a context manager: `with client.consume(...) as txns: for txn in txns:`.
 
-Failures. A claim that fails in a way that may pass (no connection, a timeout, a status in
-`_core.TRANSIENT`: 408, 425, 429, 500, 502, 503, 504) is
-logged to the `eventyard_client` logger and tried again with exponential backoff (the
-client's retry policy, honouring Retry-After), for as long as the loop runs: a consumer
-outlives a server restart. Refusals that will not pass (401, 403, 404 for an unknown
-consumer, 409 for a webhook consumer) are raised. A claim that comes back empty sooner than
-a second (a paused consumer answers at once) is followed by a pause, so an idle loop never
-spins.
+Failures. A claim that fails in a way that may pass (no connection, a timeout, a refusal
+`_core.transient` names: 408, 425, 429, any 5xx but 501 and 505, an answer that is not
+eventyard's) is logged to the `eventyard_client` logger and tried again with exponential
+backoff (the client's retry policy, honouring Retry-After), for as long as the loop runs: a
+consumer outlives a server restart. Refusals that will not pass (401, 403, 404 for an
+unknown consumer, 409 for a webhook consumer) are raised. A claim that comes back empty
+sooner than a second (a paused consumer answers at once) is followed by a pause, so an idle
+loop never spins.
 
 Reports. `finish(output)`, `fail(error, output)`, `set_state(state, output)`,
 `release(output)` and `renew(lease_seconds)` each send `PATCH /v1/transactions/{id}` and
@@ -77,7 +77,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from eventyard_client._core import TRANSIENT, Ops
+from eventyard_client._core import Ops, transient
 from eventyard_client.errors import APIError, TransportError
 from eventyard_client.resource import Resource, to_resource
 
@@ -109,7 +109,7 @@ def _transient(exc: BaseException) -> bool:
     """A failure worth trying again: the server did not answer, or said "not now"."""
     if isinstance(exc, TransportError):
         return True
-    return isinstance(exc, APIError) and exc.status in TRANSIENT
+    return isinstance(exc, APIError) and transient(exc)
 
 
 @dataclass(frozen=True)

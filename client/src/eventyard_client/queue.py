@@ -3,7 +3,7 @@
 Both are thin drivers of `_batching.Buffer`, which decides what goes out when. The driver
 waits until a batch is due, sends it once (`request(..., retries=False)`), and on a failure
 that is not the server's "no" (a refused or broken connection, a timeout, a status in
-`_core.TRANSIENT`) waits
+`_core.transient`) waits
 with exponential backoff and jitter, or the server's Retry-After, and sends the same batch
 again, for as long as it takes: events are only ever settled by an answer. Events the
 server rejects are logged and handed to `on_error`, never retried.

@@ -19,7 +19,7 @@ connection has been open, a broken or ended one is reopened with backoff (0.5 s 
 30 s, with jitter) for as long as it takes — a server restart is a pause, not an end. Before
 the first connection has opened, failures are retried as any request is (the client's
 `max_retries`), then raised, so a wrong URL fails fast. Only the statuses in
-`_core.TRANSIENT` are tried again; other refusals (401, 403, 404, 400, 501, ...) are raised
+`_core.transient` are tried again; other refusals (401, 403, 404, 400, 501, ...) are raised
 at once as the client's typed errors.
 
 There is no read timeout as such: the server sends a keep-alive comment every 15 seconds,
@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from eventyard_client._core import TRANSIENT, RetryPolicy, api_error, query
+from eventyard_client._core import RetryPolicy, api_error, query, transient
 from eventyard_client.errors import APIError, TransportError
 from eventyard_client.resource import Resource
 
@@ -248,7 +248,7 @@ class StreamSession:
 
     def refused(self, error: APIError) -> float | None:
         """A status other than 200: raise it, unless trying again can help."""
-        if error.status not in TRANSIENT or (self.opened_once and not self.reconnect):
+        if not transient(error) or (self.opened_once and not self.reconnect):
             raise error
         if not self.opened_once and self.failures >= self.policy.max_retries:
             raise error
