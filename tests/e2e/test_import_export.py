@@ -441,10 +441,34 @@ def test_a_moved_file_reruns_as_duplicates_and_another_of_the_same_name_is_refus
     assert (status, counts(summary)) == (3, (2, 1, 0, 1))
     assert rejects.read_text() == fixed + "still not json\n"
     assert (work / "events.rejected.rejected.ndjson").read_text() == "still not json\n"
-    # A resumed import adds to the rejects of the run it resumes.
+    # A resumed import adds to the rejects of the run it resumes (here one that stopped
+    # before line 3, as if the file had ended there)...
+    unknown = '{"trigger": "purchase"}\n'
+    source.write_text(good_line(20) + "\n" + unknown)
+    status, summary = import_json(server, server.test_key, "--force", str(source))
+    assert (status, counts(summary)) == (3, (2, 0, 1, 1))
+    source.write_text(good_line(20) + "\n" + unknown + "not json\n" + good_line(22) + "\n")
     status, summary = import_json(server, server.test_key, str(source), "--from-line", "3")
-    assert (status, counts(summary)) == (3, (1, 0, 0, 1))
-    assert rejects.read_text() == fixed + "still not json\nnot json\n"
+    assert (status, counts(summary)) == (3, (2, 1, 0, 1))
+    assert rejects.read_text() == unknown + "not json\n"
+    assert [r["line"] for r in json_lines(reasons)] == [2, 3]
+    # ... and to no other: not one with a reason for the resume line or after it, nor one
+    # the user has fixed (a line removed), nor a rejects file without its reasons.
+    before = len(stored(server, server.test_key))
+    source.write_text(source.read_text() + good_line(23) + "\n")
+    for from_line, edit in (("3", None), ("5", fixed), ("5", "gone")):
+        if edit == "gone":
+            reasons.rename(work / "kept.jsonl")
+        elif edit:
+            rejects.write_text(edit)
+        done = cli(server, server.test_key, "import", str(source), "--from-line", from_line)
+        assert done.returncode == 2, done.stderr
+        assert "already exist" in done.stderr
+        assert "--force" in done.stderr
+        assert "--rejects PATH" in done.stderr
+    assert rejects.read_text() == fixed
+    assert len(stored(server, server.test_key)) == before
+    (work / "kept.jsonl").rename(reasons)
     # With --force, a clean run removes the earlier run's rejects rather than leave them
     # looking current.
     source.write_text(good_line(20) + "\n")
@@ -519,8 +543,11 @@ def test_ctrl_c_stops_sending_prints_the_summary_and_the_line_to_resume_from(
         server, server.test_key, str(source), "--from-line", str(resume), "--batch-size", "1000"
     )
     assert (status, rest["lines"], rest["rejected"]) == (0, total - resume + 1, 0)
-    # Batches answered after the Ctrl-C come back as duplicates: nothing lost, none twice.
-    assert summary["accepted"] + rest["accepted"] == total
+    # Nothing lost, none twice: a batch abandoned after the grace time (at most the ones in
+    # flight) may have been stored all the same, and comes back as duplicates.
+    assert summary["accepted"] + rest["accepted"] + rest["duplicate"] == total
+    assert rest["duplicate"] <= 2 * 2  # --in-flight times --batch-size
+    assert len(stored(server, server.test_key, trigger="t")) == total
 
     # A server that takes requests and never answers: Ctrl-C does not wait out the batches
     # in flight (a minute's timeout, then retries), only the grace time.
@@ -534,3 +561,20 @@ def test_ctrl_c_stops_sending_prints_the_summary_and_the_line_to_resume_from(
     assert seconds < import_run.GRACE_SECONDS + 5
     assert json.loads(out)["resume_from_line"] == 1
     assert "--from-line 1" in err
+
+    # A second Ctrl-C during the grace time gives up on the batches out at once, and still
+    # prints the summary and the line to resume from.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        silent.settimeout(40)
+        process = start_import(f"http://127.0.0.1:{silent.getsockname()[1]}")
+        connection, _ = silent.accept()
+        with connection:
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.3)  # two signals sent together may arrive as one
+            assert process.poll() is None, "the first Ctrl-C did not wait for the batches out"
+            status, out, err, seconds = interrupt(process)
+    assert status == 130, err
+    assert seconds < import_run.GRACE_SECONDS - 1
+    assert (json.loads(out)["interrupted"], json.loads(out)["resume_from_line"]) == (True, 1)
+    assert "--from-line 1" in err
+    assert "Aborted" not in err

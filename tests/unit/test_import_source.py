@@ -4,9 +4,11 @@ JSON array is refused, and each record gets the idempotency key a re-run will se
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
+from eventyard.cli.import_run import RejectsFile, resumable
 from eventyard.cli.import_source import (
     JsonArrayFile,
     Source,
@@ -71,3 +73,25 @@ def test_an_exported_event_is_keyed_by_its_id_wherever_and_whichever_line_it_is(
         derived_key("c.csv", 4),
     ]
     assert all(r.event and "id" not in r.event for r in records)
+
+
+def test_a_resume_adds_only_to_the_rejects_an_earlier_run_of_the_import_left(
+    tmp_path: Path,
+) -> None:
+    text = b'trigger,user_id,note\nt,,"two\nlines"\nt,u,ok\nt,,x\n'
+    rows = [r for r in Source(io.BytesIO(text), "csv", "p") if r.problem]
+    assert [r.line for r in rows] == [2, 5]
+    data, reasons = tmp_path / "r.csv", tmp_path / "r.errors.jsonl"
+    assert resumable(data, reasons, "csv", 2)  # no rejects yet
+    rejects = RejectsFile(data, reasons, b"trigger,user_id,note\n")
+    for record in rows:
+        assert record.problem is not None
+        rejects.write(record, record.problem)
+    rejects.close()
+    # A row spanning two lines is one record; the header is none.
+    assert resumable(data, reasons, "csv", 6)
+    assert not resumable(data, reasons, "csv", 5)  # a reason for the resume line
+    data.write_bytes(b"trigger,user_id,note\nt,u5,x\n")  # fixed: a row removed
+    assert not resumable(data, reasons, "csv", 6)
+    data.unlink()
+    assert not resumable(data, reasons, "csv", 6)

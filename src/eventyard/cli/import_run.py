@@ -11,9 +11,10 @@ down after the client's retries). A rejected item is a line to fix, not a reason
 
 Ctrl-C sets `stop` rather than raising in the middle of the books: no further batch is
 sent, the batches already out get `GRACE_SECONDS` to answer and are settled in order, and
-`Interrupted` names the first line without an answer. Each batch is sent from a daemon
-thread, so a batch still retrying against a server that went away cannot hold the process
-open once the command has said where to resume.
+`Interrupted` names the first line without an answer. A second Ctrl-C sets `hurry`: the
+batches that have answered already are settled, the others are given up at once. Each batch
+is sent from a daemon thread, so a batch still retrying against a server that went away
+cannot hold the process open once the command has said where to resume.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any, BinaryIO
 from eventyard_client import Client
 from eventyard_client.resource import Resource
 
-from eventyard.cli.import_source import Problem, Record
+from eventyard.cli.import_source import Problem, Record, Source
 
 # The server takes 512 KB a request; stay well under it with the JSON envelope's few bytes.
 MAX_BATCH_BYTES = 480 * 1024
@@ -126,13 +127,16 @@ def run_import(
     in_flight: int,
     progress: Callable[[int], None],
     stop: threading.Event | None = None,
+    hurry: threading.Event | None = None,
 ) -> None:
     """Send every batch, `in_flight` at a time, and settle their results in order.
 
     Raises `Stopped` on the first request that fails as a whole, and `Interrupted` once
-    `stop` is set; what came before is in the tally and the rejects.
+    `stop` is set (the batches out get the grace time to answer, none once `hurry` is set);
+    what came before is in the tally and the rejects.
     """
     stop = stop or threading.Event()
+    hurry = hurry or threading.Event()
     pending: deque[tuple[Batch, Future[Resource] | None]] = deque()
     for batch in to_send:
         if stop.is_set():
@@ -150,7 +154,7 @@ def run_import(
             _settle(*pending.popleft(), reject, tally, progress)
         if not pending:
             return
-    _wind_down(pending, reject, tally, progress)
+    _wind_down(pending, reject, tally, progress, hurry)
 
 
 def _wind_down(
@@ -158,14 +162,20 @@ def _wind_down(
     reject: Reject,
     tally: Tally,
     progress: Callable[[int], None],
+    hurry: threading.Event,
 ) -> None:
-    """After Ctrl-C: settle what answers within the grace time, then raise `Interrupted`."""
+    """After Ctrl-C: settle what answers within the grace time (what has answered already,
+    once `hurry` is set), then raise `Interrupted`."""
     deadline = time.monotonic() + GRACE_SECONDS
     try:
         while pending:
             future = pending[0][1]
-            if future is not None:
-                wait([future], timeout=max(deadline - time.monotonic(), 0))
+            while not _done(future) and not hurry.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                assert future is not None
+                wait([future], timeout=min(left, _POLL_SECONDS))
             if not _done(future):
                 break
             _settle(*pending.popleft(), reject, tally, progress)
@@ -284,11 +294,14 @@ class RejectsFile:
                 self._reasons = open(self.reasons_path, "wb")  # noqa: SIM115
             if self._header and self._data.tell() == 0:
                 self._data.write(_line_end(self._header))
-        self._data.write(_line_end(record.raw))
         reason = {"line": record.line, "code": problem.code, "message": problem.message}
         if problem.errors:
             reason["errors"] = problem.errors
-        self._reasons.write(json.dumps(reason, ensure_ascii=False).encode() + b"\n")
+        data, why = _line_end(record.raw), json.dumps(reason, ensure_ascii=False).encode()
+        # Nothing is computed between the two writes, and the command runs this shielded
+        # from Ctrl-C (`transfer.Interrupts`), so the two files stay in step.
+        self._data.write(data)
+        self._reasons.write(why + b"\n")
         if len(self.first) < 5:
             self.first.append((record.line, problem))
 
@@ -307,6 +320,33 @@ class RejectsFile:
         if not self.written:
             for path in (self.path, self.reasons_path):
                 path.unlink(missing_ok=True)
+
+
+def resumable(path: Path, reasons_path: Path, fmt: str, from_line: int) -> bool:
+    """Whether a resumed import (from `from_line`) may add to these rejects files: both
+    absent, or both there and in step as an earlier run of the same import left them: one
+    reason per rejected record, for lines in increasing order, all before `from_line`. A
+    file the user has fixed, or one from another import, is seldom all of that."""
+    if not path.exists() and not reasons_path.exists():
+        return True
+    if not path.is_file() or not reasons_path.is_file():
+        return False
+    try:
+        reasons, last = 0, 0
+        with reasons_path.open("rb") as stream:
+            for raw in stream:
+                line = json.loads(raw)["line"]
+                if type(line) is not int or line <= last:
+                    return False
+                reasons, last = reasons + 1, line
+        with path.open("rb") as stream:
+            if fmt == "csv":
+                records = sum(1 for _ in Source(stream, fmt, ""))
+            else:
+                records = sum(1 for raw in stream if raw.strip())
+    except (ValueError, KeyError, TypeError, OSError):
+        return False
+    return records == reasons and last < from_line
 
 
 def _line_end(raw: bytes) -> bytes:

@@ -8,7 +8,8 @@ derived from the file's name and the line number, so what is stored already come
 duplicate. Rejected lines are written to a rejects file in the input's format, ready to fix
 and import, with the reasons beside them (events.rejected.errors.jsonl for
 events.rejected.ndjson). An existing rejects file may hold the user's fixes, so it is never
-replaced without --force; a resumed import (--from-line) adds to it.
+replaced without --force; a resumed import (--from-line) adds to it when it is as the stopped run
+left it (one reason per rejected line, all for lines before the resume line).
 
 Every path the command will write is checked before anything is read or sent, so a typo in
 --output or --rejects is a usage error, not a traceback halfway through.
@@ -77,7 +78,8 @@ IMPORT_RETRIES = 6
 @click.option(
     "--force",
     is_flag=True,
-    help="Replace the rejects files of an earlier run (removed when this run rejects nothing).",
+    help="Replace the rejects files of an earlier run, resumed or not (removed when this run "
+    "rejects nothing).",
 )
 @click.option(
     "--key-prefix",
@@ -103,7 +105,7 @@ IMPORT_RETRIES = 6
     type=click.IntRange(1),
     default=1,
     help="Skip the lines before this one, to resume a stopped import; rejects are added to "
-    "the existing rejects file.",
+    "the rejects file of the run it resumes (refused if the file is not as that run left it).",
 )
 @remote_options
 def import_(
@@ -136,7 +138,8 @@ def import_(
 
     Rejected lines are written, as they were, to the rejects file, and why to a file beside
     it; fix them there and import that file. An earlier run's rejects file is not replaced
-    without --force. Ctrl-C stops sending and says which --from-line resumes the import.
+    without --force. Ctrl-C stops sending and says which --from-line resumes the import; a
+    second Ctrl-C stops waiting for the batches already sent.
 
     Exit status: 0 all accepted or duplicates, 3 some lines rejected, 1 stopped early, 2 a
     usage error, 130 interrupted.
@@ -151,51 +154,78 @@ def import_(
         if path.resolve() == file.resolve():
             raise click.UsageError(f"the rejects file {path} must not be the file being imported")
         check_output_path(path, "--rejects")
-    resuming = from_line > 1
+    # A resumed import adds to the rejects of the run it resumes, and only to those.
+    append = from_line > 1 and not force
     earlier = [str(p) for p in (rejects_path, reasons_path) if p.exists()]
-    if earlier and not force and not resuming:
+    if append and not import_run.resumable(rejects_path, reasons_path, fmt, from_line):
         one = len(earlier) == 1
         raise click.UsageError(
-            f"{' and '.join(earlier)} already exist{'s' if one else ''}, from an earlier "
-            f"import. Fix the lines in {rejects_path} and import that file, or move "
-            f"{'it' if one else 'them'} away; or pass --force to replace "
-            f"{'it' if one else 'them'}, or --rejects PATH to write elsewhere"
+            f"{' and '.join(earlier)} already exist{'s' if one else ''}, but not as an import "
+            f"stopped before line {from_line} leaves {'it' if one else 'them'} (one reason "
+            f"per rejected line, all for lines before {from_line}), so a resumed import does "
+            f"not add to {'it' if one else 'them'}. {rejects_advice(earlier, rejects_path)}"
+        )
+    if earlier and not force and not append:
+        raise click.UsageError(
+            f"{' and '.join(earlier)} already exist{'s' if len(earlier) == 1 else ''}, from "
+            f"an earlier import. {rejects_advice(earlier, rejects_path)}"
         )
     prefix = key_prefix if key_prefix is not None else file.name
     client = open_client(url, key, max_retries=IMPORT_RETRIES, timeout=60.0)
     started = time.monotonic()
     tally = import_run.Tally(next_line=from_line)
-    with client, file.open("rb") as stream:
-        try:
-            source = import_source.Source(stream, fmt, prefix)
-        except import_source.JsonArrayFile as exc:
-            raise click.UsageError(f"{file}: {exc}") from None
-        except ValueError as exc:
-            raise click.ClickException(f"{file}: {exc}") from None
-        rejects = import_run.RejectsFile(rejects_path, reasons_path, source.header, append=resuming)
-        records = (r for r in source if r.line >= from_line)
-        batches = import_run.batches(records, lambda: source.position, batch_size)
-        stopped: import_run.Stopped | None = None
-        interrupted: import_run.Interrupted | None = None
-        try:
-            with byte_progress(file.stat().st_size, "Importing") as progress, ctrl_c() as stop:
-                import_run.run_import(
-                    client,
-                    batches,
-                    rejects.write,
-                    tally,
-                    in_flight=in_flight,
-                    progress=progress,
-                    stop=stop,
-                )
-        except import_run.Stopped as exc:
-            stopped = exc
-        except import_run.Interrupted as exc:
-            interrupted = exc
-        finally:
-            rejects.close()
-        if force and not resuming:
-            rejects.remove_unwritten()
+    # Ctrl-C only sets flags from here until the command ends, so it never splits the books
+    # (nor a rejected line from its reason) and the summary is always printed.
+    with ctrl_c() as interrupts:
+        with client, file.open("rb") as stream:
+            try:
+                source = import_source.Source(stream, fmt, prefix)
+            except import_source.JsonArrayFile as exc:
+                raise click.UsageError(f"{file}: {exc}") from None
+            except ValueError as exc:
+                raise click.ClickException(f"{file}: {exc}") from None
+            rejects = import_run.RejectsFile(
+                rejects_path, reasons_path, source.header, append=append
+            )
+            records = (r for r in source if r.line >= from_line)
+            batches = import_run.batches(records, lambda: source.position, batch_size)
+            stopped: import_run.Stopped | None = None
+            interrupted: import_run.Interrupted | None = None
+            try:
+                with byte_progress(file.stat().st_size, "Importing") as progress:
+                    import_run.run_import(
+                        client,
+                        batches,
+                        interrupts.shielded(rejects.write),
+                        tally,
+                        in_flight=in_flight,
+                        progress=progress,
+                        stop=interrupts.stop,
+                        hurry=interrupts.hurry,
+                    )
+            except import_run.Stopped as exc:
+                stopped = exc
+            except import_run.Interrupted as exc:
+                interrupted = exc
+            finally:
+                rejects.close()
+            if force:
+                rejects.remove_unwritten()
+        finish_import(file, url, tally, rejects, stopped, interrupted, as_json, started)
+
+
+def finish_import(
+    file: Path,
+    url: str,
+    tally: import_run.Tally,
+    rejects: import_run.RejectsFile,
+    stopped: import_run.Stopped | None,
+    interrupted: import_run.Interrupted | None,
+    as_json: bool,
+    started: float,
+) -> None:
+    """Print the summary, and where to resume; exit with the import's status."""
+    rejects_path, reasons_path = rejects.path, rejects.reasons_path
     summary = {
         "file": str(file),
         "lines": tally.lines,
@@ -229,28 +259,68 @@ def import_(
         sys.exit(EXIT_REJECTED)
 
 
+def rejects_advice(earlier: list[str], rejects_path: Path) -> str:
+    them = "it" if len(earlier) == 1 else "them"
+    return (
+        f"Fix the lines in {rejects_path} and import that file, or move {them} away; or pass "
+        f"--force to replace {them}, or --rejects PATH to write elsewhere"
+    )
+
+
 def resume_rejects_note(rejects: import_run.RejectsFile, tally: import_run.Tally) -> str:
     if not tally.rejected and not rejects.path.exists():
         return ""
     return f" (its rejects are added to {rejects.path})"
 
 
+class Interrupts:
+    """What Ctrl-C asked for, as flags: the first sets `stop` (wind down in order), the
+    second `hurry` (give up on the batches still out, at once). The third raises
+    KeyboardInterrupt, as usual, for an import stuck elsewhere (a pipe that does not
+    write), but never inside a `shielded` call: there it waits for the call to end."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.hurry = threading.Event()
+        self._count = 0
+        self._shielding = 0
+        self._deferred = False
+
+    def handle(self, _signum: int, _frame: object) -> None:
+        self._count += 1
+        if self._count == 1:
+            self.stop.set()
+        elif self._count == 2:
+            self.hurry.set()
+        elif self._shielding:
+            self._deferred = True
+        else:
+            raise KeyboardInterrupt
+
+    def shielded(self, call: Callable[..., None]) -> Callable[..., None]:
+        def run(*args: Any) -> None:
+            self._shielding += 1
+            try:
+                call(*args)
+            finally:
+                self._shielding -= 1
+            if self._deferred and not self._shielding:
+                self._deferred = False
+                raise KeyboardInterrupt
+
+        return run
+
+
 @contextmanager
-def ctrl_c() -> Iterator[threading.Event]:
-    """An event set by the first Ctrl-C, for the import to wind down in order; a second
-    Ctrl-C interrupts at once, as usual."""
-    stop = threading.Event()
+def ctrl_c() -> Iterator[Interrupts]:
+    """Ctrl-C as `Interrupts` flags while the block runs (in the main thread)."""
+    interrupts = Interrupts()
     if threading.current_thread() is not threading.main_thread():
-        yield stop
+        yield interrupts
         return
-
-    def first(_signum: int, _frame: object) -> None:
-        stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = signal.signal(signal.SIGINT, first)
+    previous = signal.signal(signal.SIGINT, interrupts.handle)
     try:
-        yield stop
+        yield interrupts
     finally:
         signal.signal(signal.SIGINT, previous)
 
