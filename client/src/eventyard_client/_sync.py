@@ -30,17 +30,21 @@ from eventyard_client.stream import EventStream, stream_events
 T = TypeVar("T")
 TimeArg = datetime | int | str
 
-# Every open Client, so a forked child can give each one connections of its own.
+# Every open Client, so a forked child can give each one connections and a queue of its own.
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
-    """A child of `os.fork` must not write on the parent's pooled keep-alive sockets: the
-    two would interleave requests on one connection and read each other's answers. Each
-    client gets a fresh pool; the old one is dropped, not closed, since closing would shut
-    the sockets under the parent. (A transport you passed in is reused: make it fork-safe.)"""
+    """A child of `os.fork` must not write on the parent's pooled keep-alive sockets (the
+    two would interleave requests on one connection and read each other's answers), nor
+    send what the parent queued. Each client gets a fresh pool and an empty queue; the old
+    pool is dropped, not closed, since closing would shut the sockets under the parent. (A
+    transport you passed in is reused: make it fork-safe.)"""
     for client in list(_live_clients):
         client._http = client._new_http()
+        client._queue_lock = threading.Lock()  # it may have been held at the fork
+        if client._queue is not None:
+            client._queue._after_fork()
 
 
 if hasattr(os, "register_at_fork"):

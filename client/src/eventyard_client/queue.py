@@ -32,10 +32,8 @@ import asyncio
 import atexit
 import contextlib
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -107,19 +105,6 @@ def _log_unsent(count: int, timeout: float) -> None:
         )
 
 
-# Every live sync queue, for the fork hook; weak, so a queue is still collected.
-_QUEUES: weakref.WeakSet[BackgroundQueue] = weakref.WeakSet()
-
-
-def _reset_queues_after_fork() -> None:
-    for queue in list(_QUEUES):
-        queue._after_fork()
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    os.register_at_fork(after_in_child=_reset_queues_after_fork)
-
-
 class BackgroundQueue:
     """`Client`'s queue: callers on any thread, one daemon thread sending."""
 
@@ -136,7 +121,6 @@ class BackgroundQueue:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._deadline: float | None = None  # once closing: when to give up what is left
-        _QUEUES.add(self)
 
     def put(self, event: Mapping[str, Any]) -> bool:
         """Queue one event; False when the queue is full and `on_full` is "drop"."""
