@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from subprocess import PIPE
 from typing import Any
@@ -23,19 +22,14 @@ import pytest
 from eventyard_client import Client
 
 from eventyard.cli import import_run
-from tests.client.conftest import RunningServer, start_server
+from tests.client import conftest as client_fixtures
+from tests.client.conftest import RunningServer
 
 LINES = 3_000  # 12 batches of 250, 4 in flight: enough to show order and paging
 BASE_MS = 1_763_800_000_000  # 2025-11-22T08:26:40Z
 
 
-@pytest.fixture
-def server(store_url: str, tmp_path: Path) -> Iterator[RunningServer]:
-    running = start_server(store_url, tmp_path / "server.log")
-    try:
-        yield running
-    finally:
-        running.process.stop()
+server = client_fixtures.server  # a real `eventyard serve` per test, on each backend
 
 
 def cli(server: RunningServer, key: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -41,6 +41,8 @@ from typing import Any, BinaryIO
 
 from eventyard_client._core import loads_strict
 
+from eventyard.domain.timeparse import type_name
+
 EVENT_FIELDS = ("trigger", "user_id", "payload", "timestamp", "idempotency_key")
 # What an export writes about a stored event that an import cannot send: not sent (an `id`
 # gives a record without an idempotency key its key).
@@ -267,7 +269,7 @@ class Source:
         if record.problem is not None:
             return
         if not isinstance(value, dict):
-            record.problem = _field_problem("$", f"must be an object, got {_type_name(value)}")
+            record.problem = _field_problem("$", f"must be an object, got {type_name(value)}")
             return
         event = {name: v for name, v in value.items() if name not in STORED_FIELDS}
         missing = [name for name in ("trigger", "user_id") if event.get(name) in (None, "")]
@@ -301,15 +303,3 @@ def cell_value(text: str) -> Any:
 
 def _field_problem(path: str, message: str) -> Problem:
     return Problem("validation_failed", f"{path} {message}", [{"path": path, "message": message}])
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    return "null"
