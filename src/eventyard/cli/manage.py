@@ -18,6 +18,7 @@ from eventyard_client import Client
 from eventyard.cli.remote import (
     TIME,
     cell,
+    event_filters,
     print_json,
     print_json_line,
     print_record,
@@ -191,15 +192,7 @@ def events() -> None:
 
 
 @events.command("list")
-@click.option("--trigger", metavar="TRIGGER", help="Only events of this trigger.")
-@click.option("--user", "user_id", metavar="USER_ID", help="Only events of this user.")
-@click.option(
-    "--source",
-    metavar="SOURCE",
-    help="Only events that came in this way (api, a seed adapter, ...).",
-)
-@click.option("--since", type=TIME, help="From this event time on: ISO 8601 or a span (1h, 2d).")
-@click.option("--until", type=TIME, help="Before this event time: ISO 8601 or a span.")
+@event_filters
 @click.option(
     "--consumer", metavar="CONSUMER", help="With --state: by this consumer's transaction state."
 )

@@ -200,6 +200,27 @@ class TimeType(click.ParamType[str, Any]):
 TIME = TimeType()
 
 
+def event_filters(command: F) -> F:
+    """Add the filters `GET /v1/events` takes: --trigger, --user (as `user_id`), --source,
+    --since and --until. Shared by `events list` and `export`, so they read the same."""
+    options = [
+        click.option("--trigger", metavar="TRIGGER", help="Only events of this trigger."),
+        click.option("--user", "user_id", metavar="USER_ID", help="Only events of this user."),
+        click.option(
+            "--source",
+            metavar="SOURCE",
+            help="Only events that came in this way (api, a seed adapter, ...).",
+        ),
+        click.option(
+            "--since", type=TIME, help="From this event time on: ISO 8601 or a span (1h, 2d)."
+        ),
+        click.option("--until", type=TIME, help="Before this event time: ISO 8601 or a span."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def read_json(value: str, what: str) -> Any:
     """JSON text, `@FILE` or `-` (standard input), parsed; a usage error names `what`."""
     if value == "-":

@@ -41,7 +41,7 @@ from eventyard_client import AuthenticationError, Client
 
 from eventyard.cli import export_writers, import_run, import_source
 from eventyard.cli.remote import (
-    TIME,
+    event_filters,
     open_client,
     remote_options,
     reported_errors,
@@ -414,11 +414,7 @@ def byte_progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
 
 
 @main.command("export")
-@click.option("--trigger", help="Only this trigger's events.")
-@click.option("--user", "user_id", help="Only this user's events.")
-@click.option("--source", help="Only events that came through this door (api, segment, ...).")
-@click.option("--since", type=TIME, help="From this event time on: ISO 8601 or a span (1h, 2d).")
-@click.option("--until", type=TIME, help="Before this event time: ISO 8601 or a span.")
+@event_filters
 @click.option(
     "--format",
     "fmt",
