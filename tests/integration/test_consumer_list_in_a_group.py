@@ -21,7 +21,7 @@ from eventyard.domain.models import (
 from eventyard.store import projects as project_sql
 from eventyard.store.connect import connect
 from eventyard.store.consumers import insert_consumer
-from eventyard.store.events import NewEvent, insert_events
+from eventyard.store.event_writes import NewEvent, insert_events
 from eventyard.store.transactions import transactions_of_event
 
 ENV = Environment.LIVE

@@ -37,7 +37,7 @@ from eventyard.errors import (
 from eventyard.services.triggers import TriggerService, new_trigger
 from eventyard.settings import Settings
 from eventyard.store import Store
-from eventyard.store.events import NewEvent, Outcome, Stored, insert_events
+from eventyard.store.event_writes import NewEvent, Outcome, Stored, insert_events
 
 EVENT_FIELDS = {"trigger", "user_id", "payload", "timestamp", "idempotency_key"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -39,7 +39,7 @@ from eventyard.errors import (
     UnsupportedMediaType,
 )
 from eventyard.services.ingest import ItemResult, single_result_error
-from eventyard.store.events import Outcome
+from eventyard.store.event_writes import Outcome
 
 routes = RouteTable()
 SOURCE = "cloudevents"

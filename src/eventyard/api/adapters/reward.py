@@ -23,7 +23,7 @@ from eventyard.domain.jsonbody import parse_json
 from eventyard.domain.models import Scope
 from eventyard.errors import EventyardError, FieldError, ValidationFailed
 from eventyard.services.ingest import single_result_error
-from eventyard.store.events import Outcome
+from eventyard.store.event_writes import Outcome
 from eventyard.views import event_json
 
 routes = RouteTable()

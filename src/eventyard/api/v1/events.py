@@ -20,7 +20,8 @@ from eventyard.errors import (
 )
 from eventyard.services.events import DEFAULT_PAGE, MAX_PAGE, decode_cursor
 from eventyard.services.ingest import ItemResult, single_result_error
-from eventyard.store.events import EventQuery, Outcome
+from eventyard.store.event_writes import Outcome
+from eventyard.store.events import EventQuery
 from eventyard.views import event_detail_json, event_json
 
 routes = RouteTable()
