@@ -156,9 +156,20 @@ class Servers:
         server.start()
         return server
 
-    def eventyard(self, name: str, database_url: str) -> tuple[Server, str]:
-        """Create a project, then serve; returns the server and a live key."""
-        key = eventyard_init(database_url, self.env)
+    def eventyard(
+        self,
+        name: str,
+        database_url: str,
+        *,
+        extra_args: list[str] | None = None,
+        extra_env: dict[str, str] | None = None,
+        key: str | None = None,
+    ) -> tuple[Server, str]:
+        """Create a project (unless given its `key`), then serve; returns the server and a
+        live key. `extra_args` go after `serve`'s own; `extra_env` (EVENTYARD_* settings)
+        is added to the environment."""
+        if key is None:
+            key = eventyard_init(database_url, self.env)
         port = free_port()
         command = [
             sys.executable,
@@ -171,8 +182,12 @@ class Servers:
             str(port),
             "--database-url",
             database_url,
+            *(extra_args or []),
         ]
-        return self.start(name, command, port, ready_path="/healthz", env=self.env), key
+        env = self.env
+        if extra_env:
+            env = {**(self.env if self.env is not None else os.environ), **extra_env}
+        return self.start(name, command, port, ready_path="/healthz", env=env), key
 
     def ceiling_app(self, name: str, database_url: str) -> Server:
         port = free_port()
