@@ -1,10 +1,19 @@
-"""Medians, ratios, and the two forms of the results: JSON and a Markdown table.
+"""Medians, paired ratios, issue 7's targets, and the two forms of the results: JSON and
+Markdown.
 
-A `Measurement` is one server measured in one scenario on one backend: several wrk runs
-and their medians. Its `role` says what it is — `eventyard`, or a `ceiling` it is compared
-with. The table puts each eventyard figure beside the ceilings of the same scenario and
-backend measured in the same run, as a percentage, so the comparison survives a noisy
-machine.
+A scenario run (`ScenarioResult`: one scenario module on one backend) hands back `Figure`s,
+each one server measured in one slot of the scenario (`Figure.scenario`, e.g.
+`POST /v1/events`) with a value per run. A figure's `role` says what it is — `eventyard`, or
+a `ceiling` it is compared with. Every eventyard figure is shown beside the ceilings of the
+same slot, in the same unit, from the same scenario run, as a ratio: the median of the
+per-run ratios when both have the same number of runs (the harness alternates runs between
+them, so each pair was measured back to back and the machine's drift cancels), else the
+ratio of the medians. A figure whose `extra` says `"alternated": False` gets the latter.
+
+The summary reads issue 7's targets from the figures: the `single` and `batch` ratios and
+p99s, the worst eventyard p99 of `query`, the eventyard `lag_p50_ms`/`lag_p99_ms` and the
+best `deliveries/s` of `delivery`, the `*_fraction` figures of `ack`, and the highest
+`peak_rss_mb` any eventyard figure reports.
 """
 
 from __future__ import annotations
@@ -13,151 +22,393 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from wrkload import WrkResult
+from scenario import Figure
+
+TITLES = {
+    "single": "Single-event ingest",
+    "batch": "Batch ingest, 100 events a request",
+    "adapters": "Adapters against the native routes",
+    "query": "Queries",
+    "delivery": "Webhook delivery",
+    "ack": "Ack-to-queryable",
+}
+# Per-run figures shown in their own columns, or not at all (wrk's bookkeeping).
+_SHOWN = ("rate", "p50_ms", "p99_ms", "errors")
+_HIDDEN = {
+    "requests_per_s",
+    "requests",
+    "non_2xx",
+    "socket_errors",
+    "events_acknowledged",
+    "accepted",
+    "not_accepted",
+}
+RSS_TARGET_MB = 200.0
 
 
 @dataclass
-class Measurement:
-    scenario: str
-    backend: str  # "sqlite", "postgres", or "-" for a ceiling with no database
-    target: str  # "eventyard", "ceiling app", "nginx static 200"
-    role: str  # "eventyard" or "ceiling"
-    runs: list[WrkResult] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def requests_per_s(self) -> float:
-        return statistics.median(r.requests_per_s for r in self.runs)
-
-    @property
-    def p50_ms(self) -> float:
-        return statistics.median(r.p50_ms for r in self.runs)
-
-    @property
-    def p99_ms(self) -> float:
-        return statistics.median(r.p99_ms for r in self.runs)
-
-    @property
-    def non_2xx(self) -> int:
-        return sum(r.non_2xx for r in self.runs)
-
-    @property
-    def errors(self) -> int:
-        return sum(r.errors for r in self.runs)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "scenario": self.scenario,
-            "backend": self.backend,
-            "target": self.target,
-            "role": self.role,
-            "median": {
-                "requests_per_s": round(self.requests_per_s, 1),
-                "p50_ms": round(self.p50_ms, 3),
-                "p99_ms": round(self.p99_ms, 3),
-            },
-            "non_2xx": self.non_2xx,
-            "errors": self.errors,
-            "runs": [r.to_json() for r in self.runs],
-            **self.extra,
-        }
+class ScenarioResult:
+    name: str  # the registry's name: "single", "batch", ...
+    backend: str
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None  # why the scenario did not finish
 
 
-def paired_ratio(m: Measurement, ceiling: Measurement) -> float:
-    """m's rate over the ceiling's: the median of per-round ratios when the runs alternated
-    (same count, measured back to back), which cancels drift; else the ratio of medians."""
-    if m.backend == ceiling.backend and len(m.runs) == len(ceiling.runs):
-        return statistics.median(
-            a.requests_per_s / b.requests_per_s for a, b in zip(m.runs, ceiling.runs, strict=True)
-        )
-    return m.requests_per_s / ceiling.requests_per_s
+@dataclass
+class Comparison:
+    ceiling: Figure
+    ratio: float
+    paired: bool
 
 
-def ratios(measurements: list[Measurement]) -> list[dict[str, Any]]:
-    """eventyard's median rate as a fraction of each ceiling beside it."""
+# --- figures -----------------------------------------------------------------------------
+
+
+def errors(figure: Figure) -> int:
+    """Non-2xx answers, socket errors and events not accepted, over all runs; and rows an
+    acknowledged event should have left but did not."""
+    total = sum(r.get("errors", 0.0) for r in figure.runs)
+    return int(total + (figure.extra.get("rows_missing") or 0))
+
+
+def ratio(figure: Figure, ceiling: Figure) -> Comparison | None:
+    if figure.unit != ceiling.unit or not figure.runs or not ceiling.runs:
+        return None
+    rates = [r.get("rate", 0.0) for r in figure.runs]
+    ceilings = [r.get("rate", 0.0) for r in ceiling.runs]
+    alternated = figure.extra.get("alternated", True) and ceiling.extra.get("alternated", True)
+    if alternated and len(rates) == len(ceilings) and all(ceilings):
+        paired = statistics.median(a / b for a, b in zip(rates, ceilings, strict=True))
+        return Comparison(ceiling, paired, True)
+    top = ceiling.median("rate")
+    if not top:
+        return None
+    return Comparison(ceiling, (figure.median("rate") or 0.0) / top, False)
+
+
+def comparisons(result: ScenarioResult, figure: Figure) -> list[Comparison]:
+    """An eventyard figure against each ceiling of its slot in the same scenario run."""
+    if figure.role != "eventyard":
+        return []
     out = []
-    for ev in measurements:
-        if ev.role != "eventyard" or not ev.runs:
-            continue
-        for ceiling in measurements:
-            if (
-                ceiling.role == "ceiling"
-                and ceiling.scenario == ev.scenario
-                and ceiling.backend in (ev.backend, "-")
-                and ceiling.runs
-            ):
-                out.append(
-                    {
-                        "scenario": ev.scenario,
-                        "backend": ev.backend,
-                        "ceiling": ceiling.target,
-                        "eventyard_requests_per_s": round(ev.requests_per_s, 1),
-                        "ceiling_requests_per_s": round(ceiling.requests_per_s, 1),
-                        "ratio": round(paired_ratio(ev, ceiling), 3),
-                    }
-                )
+    for other in result.figures:
+        if other.role == "ceiling" and other.scenario == figure.scenario:
+            found = ratio(figure, other)
+            if found is not None:
+                out.append(found)
     return out
 
 
-def _vs(m: Measurement, measurements: list[Measurement]) -> str:
-    """'63 % of ceiling app' for eventyard; a database ceiling against the HTTP one."""
-    if m.role == "eventyard":
-        others = [c for c in measurements if c.role == "ceiling" and c.backend == m.backend]
-    elif m.backend != "-":
-        others = [c for c in measurements if c.role == "ceiling" and c.backend == "-"]
-    else:
-        return "—"
-    parts = [
-        f"{paired_ratio(m, c):.0%} of {c.target}"
-        for c in others
-        if c.scenario == m.scenario and c.runs
-    ]
-    return ", ".join(parts) or "—"
+def figure_json(result: ScenarioResult, figure: Figure) -> dict[str, Any]:
+    names = sorted({name for run in figure.runs for name in run})
+    return {
+        "scenario": figure.scenario,
+        "backend": figure.backend,
+        "target": figure.target,
+        "role": figure.role,
+        "unit": figure.unit,
+        "median": {name: _round(figure.median(name)) for name in names},
+        "errors": errors(figure),
+        "vs": [
+            {
+                "ceiling": c.ceiling.target,
+                "ratio": round(c.ratio, 4),
+                "paired_runs": c.paired,
+            }
+            for c in comparisons(result, figure)
+        ],
+        "runs": [{k: _round(v) for k, v in run.items()} for run in figure.runs],
+        "extra": figure.extra,
+    }
 
 
-def markdown_table(measurements: list[Measurement]) -> str:
-    lines = [
-        "| scenario | database | server | req/s | p50 | p99 | vs ceiling | non-2xx / errors"
-        " | req/s of each run |",
-        "|---|---|---|--:|--:|--:|---|--:|---|",
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+# --- issue 7's targets -------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    target: str
+    backend: str
+    measured: str
+    ok: bool | None  # None: not measured
+
+
+def _eventyard(results: list[ScenarioResult], name: str, backend: str) -> list[Figure]:
+    return [
+        f
+        for r in results
+        if r.name == name and r.backend == backend
+        for f in r.figures
+        if f.role == "eventyard" and f.runs
     ]
-    for m in measurements:
-        if not m.runs:
-            continue
-        errors = f"{m.non_2xx} / {m.errors}"
-        if m.errors:
-            errors = f"**{errors} ⚠**"
-        server = f"**{m.target}**" if m.role == "eventyard" else m.target
-        each = ", ".join(f"{r.requests_per_s:,.0f}" for r in m.runs)
-        lines.append(
-            f"| {m.scenario} | {m.backend} | {server} | {m.requests_per_s:,.0f}"
-            f" | {m.p50_ms:.2f} ms | {m.p99_ms:.2f} ms | {_vs(m, measurements)} | {errors}"
-            f" | {each} |"
+
+
+def _result(results: list[ScenarioResult], name: str, backend: str) -> ScenarioResult | None:
+    return next((r for r in results if r.name == name and r.backend == backend), None)
+
+
+def _vs_ceiling(
+    results: list[ScenarioResult],
+    name: str,
+    backend: str,
+    goal: float,
+    ceiling: str | None,
+    label: str,
+) -> Check:
+    """eventyard's ratio to the ceiling named `ceiling` (None: the slot's only ceiling)."""
+    result = _result(results, name, backend)
+    if result is None:
+        return Check(label, backend, "not measured", None)
+    for figure in _eventyard(results, name, backend):
+        for c in comparisons(result, figure):
+            if ceiling is None or c.ceiling.target == ceiling:
+                measured = (
+                    f"{c.ratio:.0%} ({figure.median('rate') or 0:,.0f} vs"
+                    f" {c.ceiling.median('rate') or 0:,.0f} {figure.unit})"
+                )
+                return Check(label, backend, measured, c.ratio >= goal)
+    return Check(label, backend, "not measured", None)
+
+
+def _worst(figures: list[Figure], name: str, limit: float, label: str, backend: str) -> Check:
+    values = [(f.median(name), f) for f in figures]
+    measured = [(v, f) for v, f in values if v is not None]
+    if not measured:
+        return Check(label, backend, "not measured", None)
+    value, figure = max(measured, key=lambda vf: vf[0])
+    where = f" ({figure.scenario})" if len(measured) > 1 else ""
+    return Check(label, backend, f"{value:.2f} ms{where}", value < limit)
+
+
+def checks(results: list[ScenarioResult]) -> list[Check]:
+    """Every target on every backend measured; `not run` where its scenario was not chosen."""
+    backends = list(dict.fromkeys(r.backend for r in results))
+    out: list[Check] = []
+    for backend in backends:
+        ran = {r.name for r in results if r.backend == backend}
+        start = len(out)
+        single = _eventyard(results, "single", backend)
+        out.append(
+            _vs_ceiling(
+                results, "single", backend, 0.75, "ceiling app", "single: ≥ 75% of the ceiling app"
+            )
         )
+        out.append(_worst(single, "p99_ms", 20, "single: p99 < 20 ms at 50 connections", backend))
+        out.append(
+            _vs_ceiling(
+                results,
+                "batch",
+                backend,
+                0.50,
+                None,
+                "batch: ≥ 50% of the database's own insert rate",
+            )
+        )
+        query = _eventyard(results, "query", backend)
+        out.append(_worst(query, "p99_ms", 20, "query: p99 < 20 ms, any filter", backend))
+        delivery = _eventyard(results, "delivery", backend)
+        lagged = [f for f in delivery if f.median("lag_p50_ms") is not None]
+        out.append(
+            _worst(lagged, "lag_p50_ms", 20, "delivery: lag p50 < 20 ms at 1,000/s", backend)
+        )
+        out.append(
+            _worst(lagged, "lag_p99_ms", 100, "delivery: lag p99 < 100 ms at 1,000/s", backend)
+        )
+        out.append(_throughput(delivery, backend))
+        out.append(_ack(_eventyard(results, "ack", backend), backend))
+        out.append(
+            _memory([f for r in results if r.backend == backend for f in r.figures], backend)
+        )
+        scenarios = ["single", "single", "batch", "query", "delivery", "delivery", "delivery"]
+        scenarios += ["ack", "single"]
+        for check, name in zip(out[start:], scenarios, strict=True):
+            if name not in ran and check.ok is None:
+                check.measured = "not run"
+    return out
+
+
+def _throughput(figures: list[Figure], backend: str) -> Check:
+    label = "delivery: one worker ≥ 2,000 deliveries/s"
+    rates = [(f.median("rate"), f) for f in figures if f.unit == "deliveries/s"]
+    measured = [(v, f) for v, f in rates if v is not None]
+    if not measured:
+        return Check(label, backend, "not measured", None)
+    value, _ = max(measured, key=lambda vf: vf[0])
+    return Check(label, backend, f"{value:,.0f} deliveries/s", value >= 2000)
+
+
+def _ack(figures: list[Figure], backend: str) -> Check:
+    label = "ack-to-queryable: 0 ms (readable at the first read after its 2xx)"
+    fractions = [
+        (name, f.median(name), f)
+        for f in figures
+        for name in sorted({n for run in f.runs for n in run if n.endswith("_fraction")})
+    ]
+    measured = [(n, v, f) for n, v, f in fractions if v is not None]
+    if not measured:
+        return Check(label, backend, "not measured", None)
+    worst = min(v for _, v, _ in measured)
+    reads = [f.median("p99_ms") for f in figures if f.median("p99_ms") is not None]
+    text = f"{worst:.2%} visible at the first read"
+    if reads:
+        text += f"; that read's p99 {max(r for r in reads if r is not None):.2f} ms"
+    return Check(label, backend, text, worst >= 1.0)
+
+
+def _memory(figures: list[Figure], backend: str) -> Check:
+    label = f"memory: server RSS < {RSS_TARGET_MB:.0f} MB under load"
+    peaks = [
+        (float(f.extra["peak_rss_mb"]), f)
+        for f in figures
+        if f.role == "eventyard" and f.extra.get("peak_rss_mb") is not None
+    ]
+    if not peaks:
+        return Check(label, backend, "not measured", None)
+    peak, figure = max(peaks, key=lambda pf: pf[0])
+    now = figure.extra.get("rss_mb")
+    text = f"peak {peak:.0f} MB ({figure.scenario})" + (f", {now:.0f} MB at its end" if now else "")
+    return Check(label, backend, text, peak < RSS_TARGET_MB)
+
+
+# --- the documents -----------------------------------------------------------------------
+
+
+def to_json(
+    header: dict[str, Any], results: list[ScenarioResult], notes: list[str]
+) -> dict[str, Any]:
+    return {
+        **header,
+        "scenarios": [
+            {
+                "name": r.name,
+                "backend": r.backend,
+                "seconds": round(r.seconds, 1),
+                "error": r.error,
+                "notes": r.notes,
+                "figures": [figure_json(r, f) for f in r.figures],
+            }
+            for r in results
+        ],
+        "summary": [c.__dict__ for c in checks(results)],
+        "notes": notes,
+    }
+
+
+def _format(name: str, value: float | None) -> str:
+    if value is None:
+        return ""
+    if name.endswith("_ms"):
+        return f"{value:.2f} ms"
+    if name.endswith("_fraction"):
+        return f"{value:.2%}"
+    if name.endswith("_mb"):
+        return f"{value:.0f} MB"
+    return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _column(name: str) -> str:
+    return name.removesuffix("_ms").removesuffix("_fraction").replace("_", " ")
+
+
+def scenario_table(results: list[ScenarioResult]) -> str:
+    """One table: every figure of one scenario, on every backend."""
+    figures = [(r, f) for r in results for f in r.figures if f.runs]
+    extra_names = sorted(
+        {n for _, f in figures for run in f.runs for n in run} - set(_SHOWN) - _HIDDEN
+    )
+    memory = any(f.extra.get("peak_rss_mb") is not None for _, f in figures)
+    head = ["database", "measured", "server", "figure", "p50", "p99"]
+    head += [_column(n) for n in extra_names]
+    head += ["RSS / peak"] if memory else []
+    head += ["vs ceiling, same run", "errors", "each run"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("--:" if h in ("figure", "p50", "p99") else "---" for h in head) + "|",
+    ]
+    for result, f in figures:
+        server = f"**{f.target}**" if f.role == "eventyard" else f.target
+        vs = ", ".join(
+            f"**{c.ratio:.0%}** of {c.ceiling.target}" + ("" if c.paired else " (medians)")
+            for c in comparisons(result, f)
+        )
+        count = errors(f)
+        cells = [
+            result.backend,
+            f.scenario,
+            server,
+            f"{f.median('rate') or 0:,.0f} {f.unit}",
+            _format("p50_ms", f.median("p50_ms")),
+            _format("p99_ms", f.median("p99_ms")),
+            *[_format(n, f.median(n)) for n in extra_names],
+        ]
+        if memory:
+            rss, peak = f.extra.get("rss_mb"), f.extra.get("peak_rss_mb")
+            cells.append(f"{rss:.0f} / {peak:.0f} MB" if rss and peak else "")
+        cells += [
+            vs or "—",
+            f"**{count:,} ⚠**" if count else "0",
+            ", ".join(f"{run.get('rate', 0):,.0f}" for run in f.runs),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def markdown_report(
-    measurements: list[Measurement], header: dict[str, Any], notes: list[str]
-) -> str:
-    machine = header["machine"]
+def summary_table(results: list[ScenarioResult]) -> str:
+    lines = ["| target | database | measured | result |", "|---|---|---|---|"]
+    marks: dict[bool | None, str] = {True: "pass", False: "**FAIL**", None: "—"}
+    for c in checks(results):
+        lines.append(f"| {c.target} | {c.backend} | {c.measured} | {marks[c.ok]} |")
+    return "\n".join(lines)
+
+
+def tables(results: list[ScenarioResult]) -> str:
+    out: list[str] = []
+    names = list(dict.fromkeys(r.name for r in results))
+    for name in names:
+        mine = [r for r in results if r.name == name]
+        out += ["", f"### {name}: {TITLES.get(name, name)}", ""]
+        if any(f.runs for r in mine for f in r.figures):
+            out.append(scenario_table(mine))
+        for r in mine:
+            if r.error:
+                out.append(f"\n- ⚠ {r.backend}: the scenario did not finish: {r.error}")
+    return "\n".join(out).lstrip("\n")
+
+
+def markdown_report(header: dict[str, Any], results: list[ScenarioResult], notes: list[str]) -> str:
+    machine, settings = header["machine"], header["settings"]
     out = [
         "# eventyard benchmark",
         "",
         f"- command: `{header['command']}`",
-        f"- when: {header['generated_at']}",
+        f"- when: {header['generated_at']}, {header.get('elapsed_s', 0) / 60:.1f} minutes",
         f"- eventyard: {header['eventyard_source']}",
         f"- machine: {machine['nproc']} CPUs, {machine['cpu_model']}; kernel"
-        f" {machine['kernel']}; Python {machine['python']}",
-        f"- load: wrk `-t{header['settings']['threads']} -c{header['settings']['connections']}"
-        f" -d{header['settings']['duration_s']}s`, {header['settings']['runs']} runs after a"
-        f" {header['settings']['warmup_s']} s warm-up; medians shown; server pinned to CPU"
-        f" {header['settings']['server_cpu']}, wrk to CPU {header['settings']['load_cpu']}",
+        f" {machine['kernel']}; Python {machine['python']}; SQLite {machine['sqlite']};"
+        f" PostgreSQL {machine.get('postgres') or '-'}; {machine.get('wrk') or 'wrk ?'};"
+        f" nginx {machine.get('nginx') or '-'}",
+        f"- load: wrk `-t{settings['threads']} -c{settings['connections']}"
+        f" -d{settings['duration_s']}s`, {settings['runs']} runs after a"
+        f" {settings['warmup_s']} s warm-up, alternating between the servers of a scenario;"
+        f" medians shown; servers pinned to CPU {settings['server_cpu']}, load to CPU"
+        f" {settings['load_cpu']}",
         f"- load average (1 min) before / after: {machine['loadavg_before']} /"
         f" {machine['loadavg_after']}",
         "",
-        markdown_table(measurements),
+        "## Issue 7's targets",
+        "",
+        summary_table(results),
+        "",
+        "## Scenarios",
+        "",
+        tables(results),
     ]
     if notes:
-        out += ["", *[f"- {note}" for note in notes]]
+        out += ["", "## Notes", "", *[f"- {note}" for note in notes]]
     return "\n".join(out) + "\n"

@@ -1,29 +1,39 @@
 """The eventyard benchmark: one command, everything on loopback, ceilings in the same run.
 
-    .venv/bin/python bench/run.py [--duration 10] [--runs 3] [--backends sqlite,postgres]
-                                  [--ref HEAD]
+    .venv/bin/python bench/run.py [--scenarios single,batch,adapters,query,delivery,ack]
+                                  [--backends sqlite,postgres] [--duration 6] [--runs 3]
+                                  [--warmup 2] [--quick] [--ref HEAD]
 
-For each database it creates a fresh store (a SQLite file in a temporary directory, a
-scratch PostgreSQL database dropped afterwards), runs `eventyard init --json` for a key,
-starts `eventyard serve` and the ceiling app (bench/ceiling_app.py) pinned to one core, and
-drives each with wrk pinned to another: a warm-up, then `--runs` loads, alternating between
-the servers so that drift on the machine hits both alike. nginx answering a static 200 gives
-the HTTP ceiling when it is installed. It prints a Markdown table of medians with each
-eventyard figure as a percentage of the ceilings, and writes bench/results/latest.json and
-bench/results/latest.md. Runs with non-2xx answers or socket errors are flagged, and the
-exit status is 1 when there were any.
+It installs what it needs first: when wrk or nginx is missing it runs `apt-get update` and
+`apt-get install -y wrk nginx` (as root, or through `sudo -n`; when it can do neither it
+says so and exits 2).
+
+Then, for each database and each scenario, it makes a fresh store (a SQLite file in a
+temporary directory; a scratch PostgreSQL database on `--postgres-url`, dropped afterwards),
+a `Servers` stack and a `ScenarioContext`, and calls the scenario module's `run(ctx)`
+(bench/scenario_<name>.py). The scenario starts eventyard and its ceilings pinned to the
+server CPU, drives them from the load CPU (wrk or a Python client, pinned too): a warm-up,
+then `--runs` runs of `--duration` seconds alternating between the servers, so that drift
+on the machine hits all of them alike, and hands back `Figure`s. A scenario that is
+missing or fails is a note in the report; the others go on.
+
+It prints one Markdown table per scenario — eventyard's figures beside the ceilings
+measured in the same run, as paired per-run ratios — and a summary of issue 7's targets,
+and writes `latest.json` (every run of every figure, and the machine, command, versions,
+settings and load average) and `latest.md` to bench/results/ (or `--output`). The exit
+status is 1 when a run had non-2xx answers, socket errors or missing rows, or a scenario
+failed; 2 when the harness could not start.
 
 By default it benchmarks the eventyard that `python -m eventyard` imports (the working tree,
 in an editable install); `--ref REV` benchmarks that commit instead, extracted with
 `git archive`, so uncommitted work in progress cannot skew a published figure.
-
-It installs nothing: when wrk is missing it says how to install it and stops.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import os
 import platform
 import shlex
@@ -32,81 +42,74 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
-from report import Measurement, markdown_report, markdown_table, ratios
-from servers import (
-    BENCH_DIR,
-    Server,
-    ServerFailed,
-    Servers,
-    count_rows,
-    postgres_available,
-    scratch_database,
-    source_at,
-)
-from wrkload import WrkMissing, WrkOutputError, run_wrk, wrk_path, wrk_version
+from report import ScenarioResult, markdown_report, tables, to_json
+from report import summary_table as summary
+from scenario import ScenarioContext
+from servers import BENCH_DIR, Servers, postgres_available, scratch_database, source_at
+from wrkload import wrk_version
 
-RESULTS_DIR = BENCH_DIR / "results"
-SINGLE_EVENT = "POST /v1/events"
-NGINX_HINT = "apt-get update && apt-get install -y nginx"
-
-
-@dataclass
-class Target:
-    """A server under load in a scenario, with what its wrk script needs."""
-
-    measurement: Measurement
-    server: Server
-    path: str
-    script: Path
-    script_args: list[str]
+SCENARIOS = ("single", "batch", "adapters", "query", "delivery", "ack")
+BACKENDS = ("sqlite", "postgres")
+TOOLS = ("wrk", "nginx")
+QUICK = {"duration": 3, "runs": 1, "warmup": 1}
+DEFAULTS = {"duration": 6, "runs": 3, "warmup": 2}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        wrk_path()
-    except WrkMissing as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    if shutil.which("taskset") is None:
-        print("taskset is missing (package util-linux)", file=sys.stderr)
+    problem = ensure_tools()
+    if problem is not None:
+        print(problem, file=sys.stderr)
         return 2
     notes: list[str] = []
     if (os.cpu_count() or 1) < 2:
-        notes.append("only one CPU: server and wrk share it, so the figures are low")
-    measurements: list[Measurement] = []
+        notes.append("only one CPU: servers and load share it, so the figures are low")
+    results: list[ScenarioResult] = []
+    started = time.monotonic()
     load_before = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory(prefix="eventyard-bench-") as tmp:
         workdir = Path(tmp)
         env, source = None, working_tree_source()
-        try:
-            if args.ref:
+        if args.ref:
+            try:
                 env, commit = source_at(args.ref, workdir)
-                source = f"commit {commit[:12]} (--ref {args.ref})"
-            measurements += bench_nginx(args, workdir, notes)
-            for backend in args.backends:
-                measurements += bench_backend(backend, args, workdir, notes, env)
-        except (ServerFailed, WrkOutputError, subprocess.CalledProcessError) as exc:
-            print(f"benchmark failed: {exc}", file=sys.stderr)
-            return 2
+            except subprocess.CalledProcessError as exc:
+                print(f"cannot extract --ref {args.ref}: {exc}", file=sys.stderr)
+                return 2
+            source = f"commit {commit[:12]} (--ref {args.ref})"
+        for backend in args.backends:
+            if backend == "postgres":
+                problem = postgres_available(args.postgres_url)
+                if problem is not None:
+                    notes.append(
+                        f"PostgreSQL skipped: it does not answer at {args.postgres_url} ({problem})"
+                    )
+                    continue
+            for name in args.scenarios:
+                results.append(run_scenario(name, backend, args, workdir, env))
+    elapsed = time.monotonic() - started
     header = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": command_line(argv),
         "eventyard_source": source,
+        "elapsed_s": round(elapsed, 1),
         "machine": {
             **machine_info(args),
             "loadavg_before": load_before,
             "loadavg_after": round(os.getloadavg()[0], 2),
         },
         "settings": {
+            "scenarios": args.scenarios,
+            "backends": args.backends,
             "duration_s": args.duration,
             "runs": args.runs,
             "warmup_s": args.warmup,
@@ -116,191 +119,231 @@ def main(argv: list[str] | None = None) -> int:
             "load_cpu": args.load_cpu,
         },
     }
-    flagged = [m for m in measurements if m.errors]
-    for m in flagged:
-        notes.append(
-            f"⚠ {m.target} on {m.backend}: {m.non_2xx} non-2xx responses and"
-            f" {m.errors - m.non_2xx} socket errors over {len(m.runs)} runs — its rate is suspect"
-        )
-    write_results(measurements, header, notes)
+    for result in results:
+        notes += [f"{result.name} on {result.backend}: {note}" for note in result.notes]
+        if result.error:
+            notes.append(f"⚠ {result.name} on {result.backend} did not finish: {result.error}")
+    write_results(args.output, header, results, notes)
     print()
-    print(markdown_table(measurements))
+    print(tables(results))
+    print("\n### Issue 7's targets\n")
+    print(summary(results))
     for note in notes:
         print(f"- {note}")
-    print(f"\nwritten: {RESULTS_DIR / 'latest.md'} and {RESULTS_DIR / 'latest.json'}")
+    print(
+        f"\n{elapsed / 60:.1f} minutes; written: {args.output / 'latest.md'} and"
+        f" {args.output / 'latest.json'}"
+    )
+    flagged = any(r.error for r in results) or any(
+        doc["errors"] for r in to_json(header, results, [])["scenarios"] for doc in r["figures"]
+    )
     return 1 if flagged else 0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Benchmark eventyard's ingest against ceilings measured in the same run."
+        description="Benchmark eventyard against ceilings measured in the same run."
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds per run (10)")
-    parser.add_argument("--runs", type=int, default=3, help="measured runs per server (3)")
-    parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds per server (3)")
-    parser.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
+
+    def names(allowed: tuple[str, ...]) -> Any:
+        def parse(text: str) -> list[str]:
+            chosen = [n.strip() for n in text.split(",") if n.strip()]
+            unknown = sorted(set(chosen) - set(allowed))
+            if unknown:
+                raise argparse.ArgumentTypeError(
+                    f"unknown: {', '.join(unknown)} (choose from {', '.join(allowed)})"
+                )
+            return chosen
+
+        return parse
+
+    parser.add_argument(
+        "--scenarios",
+        default=list(SCENARIOS),
+        type=names(SCENARIOS),
+        help=f"comma-separated, run in this order (default: all: {','.join(SCENARIOS)})",
+    )
     parser.add_argument(
         "--backends",
-        default="sqlite,postgres",
-        type=lambda s: [b.strip() for b in s.split(",") if b.strip()],
-        help="comma-separated: sqlite, postgres (both)",
+        default=list(BACKENDS),
+        type=names(BACKENDS),
+        help="comma-separated: sqlite, postgres (default: both)",
     )
+    parser.add_argument(
+        "--duration", type=int, help=f"seconds per measured run ({DEFAULTS['duration']})"
+    )
+    parser.add_argument("--runs", type=int, help=f"measured runs per server ({DEFAULTS['runs']})")
+    parser.add_argument(
+        "--warmup", type=int, help=f"warm-up seconds per server ({DEFAULTS['warmup']})"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: --duration 3 --runs 1 --warmup 1 (unless given)",
+    )
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get(
             "EVENTYARD_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
         ),
-        help="an admin connection used to create and drop the scratch database",
+        help="an admin connection used to create and drop the scratch databases",
     )
     parser.add_argument("--server-cpu", default="0", help="taskset CPU list for servers (0)")
-    parser.add_argument("--load-cpu", default="1", help="taskset CPU list for wrk (1)")
-    parser.add_argument("--no-nginx", action="store_true", help="skip the nginx ceiling")
+    parser.add_argument("--load-cpu", default="1", help="taskset CPU list for the load (1)")
     parser.add_argument(
         "--ref", default=None, help="benchmark this git commit instead of the working tree"
     )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=BENCH_DIR / "results",
+        help="where latest.json and latest.md go (bench/results)",
+    )
     args = parser.parse_args(argv)
-    unknown = set(args.backends) - {"sqlite", "postgres"}
-    if unknown:
-        parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
-    if args.runs < 1 or args.duration < 1:
-        parser.error("--runs and --duration must be at least 1")
+    for name, default in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, QUICK[name] if args.quick else default)
+    if args.runs < 1 or args.duration < 1 or args.warmup < 0:
+        parser.error("--runs and --duration must be at least 1, --warmup at least 0")
+    if not args.scenarios or not args.backends:
+        parser.error("name at least one scenario and one backend")
     return args
 
 
-def bench_nginx(args: argparse.Namespace, workdir: Path, notes: list[str]) -> list[Measurement]:
-    if args.no_nginx:
-        return []
-    nginx = shutil.which("nginx") or next(
+# --- what the harness needs --------------------------------------------------------------
+
+
+def missing_tools() -> list[str]:
+    found = {"wrk": shutil.which("wrk"), "nginx": nginx_path()}
+    return [tool for tool in TOOLS if found[tool] is None]
+
+
+def nginx_path() -> str | None:
+    return shutil.which("nginx") or next(
         (p for p in ("/usr/sbin/nginx", "/sbin/nginx") if Path(p).exists()), None
     )
-    if nginx is None:
-        notes.append(f"nginx is not installed, so there is no HTTP ceiling; install: {NGINX_HINT}")
-        return []
-    with Servers(workdir, args.server_cpu) as servers:
-        server = servers.nginx("nginx", nginx)
-        target = Target(
-            Measurement(SINGLE_EVENT, "-", "nginx static 200", "ceiling"),
-            server,
-            "/v1/events",
-            BENCH_DIR / "post_event.lua",
-            ["-", "nginx"],
+
+
+def ensure_tools() -> str | None:
+    """Install wrk and nginx from Debian when either is missing; None, or why it cannot."""
+    if shutil.which("taskset") is None:
+        return "taskset is missing (Debian package util-linux); install it and run again"
+    missing = missing_tools()
+    if not missing:
+        return None
+    how = "apt-get update && apt-get install -y " + " ".join(TOOLS)
+    if shutil.which("apt-get") is None:
+        return f"{', '.join(missing)} missing and there is no apt-get here; install: {how}"
+    prefix: list[str] = []
+    if os.geteuid() != 0:
+        sudo = shutil.which("sudo")
+        usable = (
+            sudo is not None
+            and subprocess.run([sudo, "-n", "true"], capture_output=True, check=False).returncode
+            == 0
         )
-        measure([target], args, "-")
-    return [target.measurement]
+        if not usable:
+            return (
+                f"{', '.join(missing)} missing, and this user is not root and cannot sudo"
+                f" without a password, so the harness cannot install them. As root, run:\n"
+                f"  {how}"
+            )
+        prefix = [str(sudo), "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    print(f"bench: {', '.join(missing)} missing; installing: {' '.join(TOOLS)}", flush=True)
+    for command in (["apt-get", "update"], ["apt-get", "install", "-y", *TOOLS]):
+        print(f"bench: {shlex.join([*prefix, *command])}", flush=True)
+        proc = subprocess.run([*prefix, *command], env=env, check=False)
+        if proc.returncode != 0:
+            return f"`{shlex.join(command)}` failed ({proc.returncode}); install by hand: {how}"
+    still = missing_tools()
+    if still:
+        return f"{', '.join(still)} still missing after apt-get install; install: {how}"
+    print(f"bench: installed {' '.join(TOOLS)}", flush=True)
+    return None
 
 
-def bench_backend(
+# --- scenarios ---------------------------------------------------------------------------
+
+
+def run_scenario(
+    name: str,
     backend: str,
     args: argparse.Namespace,
     workdir: Path,
-    notes: list[str],
     env: dict[str, str] | None,
-) -> list[Measurement]:
-    with database_urls(backend, args, workdir, notes) as urls:
-        if urls is None:
-            return []
-        eventyard_url, ceiling_url = urls
-        with Servers(workdir, args.server_cpu, env) as servers:
-            ev_server, key = servers.eventyard(f"eventyard-{backend}", eventyard_url)
-            ceiling_server = servers.ceiling_app(f"ceiling-{backend}", ceiling_url)
-            script = BENCH_DIR / "post_event.lua"
-            ev = Target(
-                Measurement(SINGLE_EVENT, backend, "eventyard", "eventyard"),
-                ev_server,
-                "/v1/events",
-                script,
-                [key],
+) -> ScenarioResult:
+    """One scenario on one backend, in its own directory, database and server stack."""
+    result = ScenarioResult(name, backend)
+    started = time.monotonic()
+    print(f"\n== {name} on {backend}", file=sys.stderr, flush=True)
+    try:
+        module = importlib.import_module(f"scenario_{name}")
+    except Exception as exc:
+        result.error = f"bench/scenario_{name}.py could not be loaded: {_brief(exc)}"
+        print(f"   {result.error}", file=sys.stderr)
+        return result
+    scratch = Path(tempfile.mkdtemp(prefix=f"{backend}-{name}-", dir=workdir))
+    try:
+        with (
+            fresh_database(backend, args, scratch) as url,
+            Servers(scratch, args.server_cpu, env) as servers,
+        ):
+            ctx = ScenarioContext(
+                backend=backend,
+                database_url=url,
+                workdir=scratch,
+                servers=servers,
+                duration=args.duration,
+                runs=args.runs,
+                warmup=args.warmup,
+                connections=args.connections,
+                threads=args.threads,
+                server_cpu=args.server_cpu,
+                load_cpu=args.load_cpu,
             )
-            ceiling = Target(
-                Measurement(SINGLE_EVENT, backend, "ceiling app", "ceiling"),
-                ceiling_server,
-                "/v1/events",
-                script,
-                ["-"],
-            )
-            measure([ev, ceiling], args, backend)
-            ev.measurement.extra["server_rss_mb"] = _round(ev_server.rss_mb())
-            ceiling.measurement.extra["server_rss_mb"] = _round(ceiling_server.rss_mb())
-        # Counted after the servers stopped, so every acknowledged row is in.
-        ev.measurement.extra["rows_stored"] = count_rows(eventyard_url, "events")
-        ceiling.measurement.extra["rows_stored"] = count_rows(ceiling_url, "ceiling_events")
-    return [ev.measurement, ceiling.measurement]
+            try:
+                result.figures = list(module.run(ctx))
+            finally:
+                result.notes = ctx.notes
+    except Exception as exc:
+        result.error = _brief(exc)
+        print(traceback.format_exc(), file=sys.stderr)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result.seconds = time.monotonic() - started
+    print(f"   {name} on {backend}: {result.seconds:.0f} s", file=sys.stderr, flush=True)
+    return result
+
+
+def _brief(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    lines = text.splitlines()
+    return lines[0][:300] + (" …" if len(lines) > 1 or len(lines[0]) > 300 else "")
 
 
 @contextmanager
-def database_urls(
-    backend: str, args: argparse.Namespace, workdir: Path, notes: list[str]
-) -> Iterator[tuple[str, str] | None]:
-    """(eventyard's database URL, the ceiling app's) — fresh, and removed afterwards."""
+def fresh_database(backend: str, args: argparse.Namespace, scratch: Path) -> Iterator[str]:
+    """A new, empty eventyard store for one scenario, removed afterwards."""
     if backend == "sqlite":
-        yield f"sqlite:///{workdir}/eventyard.db", f"sqlite:///{workdir}/ceiling.db"
+        yield f"sqlite:///{scratch}/eventyard.db"
         return
-    problem = postgres_available(args.postgres_url)
-    if problem is not None:
-        notes.append(f"PostgreSQL skipped: it does not answer at {args.postgres_url} ({problem})")
-        yield None
-        return
-    # One scratch database for both: the ceiling app writes its own table.
     with scratch_database(args.postgres_url) as url:
-        yield url, url
+        yield url
 
 
-def measure(targets: list[Target], args: argparse.Namespace, backend: str) -> None:
-    """Warm each target up, then alternate measured runs between them."""
-    tag = f"{os.getpid():x}"
-    for target in targets:
-        _log(backend, target, "warm-up", None)
-        load(target, args, args.warmup, f"{tag}w")
-    for run in range(args.runs):
-        for target in targets:
-            result = load(target, args, args.duration, f"{tag}r{run}")
-            target.measurement.runs.append(result)
-            _log(backend, target, f"run {run + 1}/{args.runs}", result)
-
-
-def load(target: Target, args: argparse.Namespace, seconds: int, tag: str) -> Any:
-    return run_wrk(
-        target.server.url + target.path,
-        script=target.script,
-        script_args=[*target.script_args, tag],
-        seconds=seconds,
-        connections=args.connections,
-        threads=args.threads,
-        cpu=args.load_cpu,
-    )
-
-
-def _log(backend: str, target: Target, what: str, result: Any) -> None:
-    line = f"{backend:8} {target.measurement.target:18} {what:9}"
-    if result is not None:
-        line += (
-            f" {result.requests_per_s:9,.0f} req/s  p50 {result.p50_ms:6.2f} ms"
-            f"  p99 {result.p99_ms:6.2f} ms"
-        )
-        if result.errors:
-            line += f"  ⚠ non-2xx {result.non_2xx}, socket errors {result.socket_errors}"
-    print(line, file=sys.stderr, flush=True)
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
+# --- the results -------------------------------------------------------------------------
 
 
 def write_results(
-    measurements: list[Measurement], header: dict[str, Any], notes: list[str]
+    output: Path, header: dict[str, Any], results: list[ScenarioResult], notes: list[str]
 ) -> None:
-    RESULTS_DIR.mkdir(exist_ok=True)
-    document = {
-        **header,
-        "measurements": [m.to_json() for m in measurements],
-        "ratios": ratios(measurements),
-        "notes": notes,
-    }
-    (RESULTS_DIR / "latest.json").write_bytes(
-        orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
-    )
-    (RESULTS_DIR / "latest.md").write_text(markdown_report(measurements, header, notes))
+    output.mkdir(parents=True, exist_ok=True)
+    document = to_json(header, results, notes)
+    (output / "latest.json").write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    (output / "latest.md").write_text(markdown_report(header, results, notes))
 
 
 def command_line(argv: list[str] | None) -> str:
@@ -332,9 +375,7 @@ def cpu_model() -> str:
 
 
 def _nginx_version() -> str | None:
-    nginx = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
+    nginx = nginx_path()
     if nginx is None:
         return None
     proc = subprocess.run([nginx, "-v"], capture_output=True, text=True, check=False)
