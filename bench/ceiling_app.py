@@ -13,6 +13,15 @@ auth, no validation beyond "an object with a trigger and a user id", no routing:
 eventyard serves below this figure is the price of its own code.
 
 Run: python bench/ceiling_app.py --port 8001 --database-url sqlite:////tmp/ceiling.db
+
+With `--insert-rate SECONDS` it serves nothing: it measures the database's own insert rate
+for the rows a batch request carries — the batch scenario's ceiling. One process, one
+connection, the same table and durability; each loop builds `--batch` rows (100) as the
+server would (ids, the payload encoded as JSON), inserts them with one `executemany` in one
+transaction and commits. It prints one JSON line: rows/s, batches, and the p50/p99 of a
+batch's insert-and-commit time.
+
+    python bench/ceiling_app.py --insert-rate 5 --batch 100 --database-url sqlite:////tmp/c.db
 """
 
 from __future__ import annotations
@@ -237,12 +246,71 @@ async def _answer(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def insert_rate(url: str, seconds: float, batch: int, tag: str) -> dict[str, float]:
+    """Insert batches of `batch` rows, one transaction each, for `seconds`."""
+    db = Database(url)
+    payload = {"amount": 19.99, "plan": "pro"}
+    times: list[float] = []
+    rows = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    try:
+        while time.perf_counter() < deadline:
+            begin = time.perf_counter()
+            now = time.time_ns() // 1000
+            group = []
+            for _ in range(batch):
+                rows += 1
+                group.append(
+                    (
+                        time_ordered_id(),
+                        "prj_bench",
+                        "live",
+                        "bench",
+                        f"u{rows % 1000}",
+                        orjson.dumps(payload).decode(),
+                        now,
+                        now,
+                        f"{tag}-{rows}",
+                        "api",
+                        None,
+                    )
+                )
+            db.insert_group(group)
+            times.append(time.perf_counter() - begin)
+        elapsed = time.perf_counter() - started
+    finally:
+        db.close()
+    times.sort()
+    return {
+        "rate": rows / elapsed,
+        "rows": float(rows),
+        "batches": float(len(times)),
+        "p50_ms": times[len(times) // 2] * 1000,
+        "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int)
     parser.add_argument("--database-url", required=True)
+    parser.add_argument(
+        "--insert-rate",
+        type=float,
+        metavar="SECONDS",
+        help="measure the database's insert rate for this long instead of serving",
+    )
+    parser.add_argument("--batch", type=int, default=100, help="rows a transaction (100)")
+    parser.add_argument("--tag", default="ceiling", help="prefix of the idempotency keys")
     args = parser.parse_args()
+    if args.insert_rate is not None:
+        result = insert_rate(args.database_url, args.insert_rate, args.batch, args.tag)
+        sys.stdout.write(orjson.dumps(result).decode() + "\n")
+        return
+    if args.port is None:
+        parser.error("--port is required to serve")
     print(f"ceiling app on http://{args.host}:{args.port} (pid {os.getpid()})", file=sys.stderr)
     uvicorn.run(
         CeilingApp(args.database_url),

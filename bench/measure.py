@@ -48,6 +48,7 @@ def wrk_target(
     script_args: list[str],
     *,
     per_request: int = 1,
+    connections: int | None = None,
 ) -> Target:
     """wrk against `url`; `rate` counts events, `per_request` of them in each request. A
     script that reports `x-accepted` (events the server said it accepted) is held to it:
@@ -59,7 +60,7 @@ def wrk_target(
             script=script,
             script_args=[*script_args, tag],
             seconds=seconds,
-            connections=ctx.connections,
+            connections=connections or ctx.connections,
             threads=ctx.threads,
             cpu=ctx.load_cpu,
         )

@@ -42,6 +42,8 @@ _HIDDEN = {
     "events_acknowledged",
     "accepted",
     "not_accepted",
+    "rows",
+    "batches",
 }
 RSS_TARGET_MB = 200.0
 
