@@ -44,6 +44,7 @@ _HIDDEN = {
     "not_accepted",
     "rows",
     "batches",
+    "events",
 }
 RSS_TARGET_MB = 200.0
 
