@@ -1,0 +1,64 @@
+"""The benchmark harness runs end to end: a quick pass of single, batch and ack on SQLite.
+
+This checks that the harness works — it starts its servers, drives them with wrk, and
+writes a figure with a rate for every scenario and no failed request — not how fast
+eventyard is: performance is measured by bench/run.py, never asserted in a test. wrk and
+nginx are installed by CI (.ci/run), and by the harness itself when missing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = ("single", "batch", "ack")
+
+
+@pytest.mark.timeout(180)
+def test_a_quick_benchmark_run_measures_every_scenario_it_is_given(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        str(REPO / "bench" / "run.py"),
+        "--quick",
+        "--scenarios",
+        ",".join(SCENARIOS),
+        "--backends",
+        "sqlite",
+        "--output",
+        str(tmp_path),
+    ]
+    proc = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=170, check=False
+    )
+    assert proc.returncode == 0, f"bench/run.py failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+
+    results: dict[str, Any] = orjson.loads((tmp_path / "latest.json").read_bytes())
+    assert results["settings"]["runs"] == 1
+    assert results["machine"]["wrk"]
+    ran = {(s["name"], s["backend"]): s for s in results["scenarios"]}
+    assert set(ran) == {(name, "sqlite") for name in SCENARIOS}
+    for name in SCENARIOS:
+        scenario = ran[(name, "sqlite")]
+        assert scenario["error"] is None, scenario
+        eventyard = [f for f in scenario["figures"] if f["role"] == "eventyard"]
+        assert eventyard, f"{name}: no eventyard figure"
+        for figure in scenario["figures"]:
+            assert len(figure["runs"]) == 1, figure
+            assert figure["median"]["rate"] > 0, figure
+            assert figure["errors"] == 0, figure
+    single = ran[("single", "sqlite")]["figures"]
+    assert any(f["role"] == "ceiling" and f["vs"] == [] for f in single)
+    assert all(f["vs"] for f in single if f["role"] == "eventyard"), single
+    batch = next(f for f in ran[("batch", "sqlite")]["figures"] if f["role"] == "eventyard")
+    assert batch["extra"]["rows_stored"] >= batch["extra"]["events_acknowledged"] > 0
+    ack = [f for f in ran[("ack", "sqlite")]["figures"] if f["role"] == "eventyard"]
+    assert all(f["median"]["visible_by_id_fraction"] == 1.0 for f in ack), ack
+    markdown = (tmp_path / "latest.md").read_text()
+    for title in ("### single", "### batch", "### ack", "Issue 7's targets"):
+        assert title in markdown
