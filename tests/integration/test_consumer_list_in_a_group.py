@@ -29,7 +29,7 @@ ENV = Environment.LIVE
 
 def _event(now: int) -> NewEvent:
     draft = EventDraft("signup", "u1", b"{}", None, None, None, "api")
-    return NewEvent(ids.new_id("evt"), draft, now)
+    return NewEvent(draft, now)
 
 
 def _consumer(project_id: str, name: str, now: int) -> Consumer:

@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 
-from eventyard import ids
 from eventyard.clock import Clock
 from eventyard.delivery.notify import Notifier
 from eventyard.domain.models import EventDraft, Principal, ProjectMode, Trigger
@@ -37,7 +36,13 @@ from eventyard.errors import (
 from eventyard.services.triggers import TriggerService, new_trigger
 from eventyard.settings import Settings
 from eventyard.store import Store
-from eventyard.store.event_writes import NewEvent, Outcome, Stored, insert_events
+from eventyard.store.event_writes import (
+    EventWrite,
+    NewEvent,
+    Outcome,
+    Stored,
+    store_event_writes,
+)
 
 EVENT_FIELDS = {"trigger", "user_id", "payload", "timestamp", "idempotency_key"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -107,6 +112,8 @@ class IngestService:
         self._settings = settings
         self._clock = clock
         self._triggers = triggers
+        self._window_us = settings.idempotency_window_seconds * 1_000_000
+        self._first_delay_us = settings.default_retry_schedule[0] * 1_000_000
 
     def check_item(
         self, item: Any, base: str, source: str, header_key: str | None = None
@@ -246,21 +253,18 @@ class IngestService:
         if not to_store:
             return results
         now = self._clock.now_us()
-        new_events = [NewEvent(ids.new_id("evt"), c.draft, now) for c in to_store]
-        project_id, env = principal.project_id, principal.environment
-        window = self._settings.idempotency_window_seconds * 1_000_000
-        by = principal.key.id
-        first_delay = self._settings.default_retry_schedule[0] * 1_000_000
-        written = await self._store.write(
-            lambda db: insert_events(
-                db,
+        new_events = [NewEvent(c.draft, now, c.payload) for c in to_store]
+        project_id = principal.project_id
+        written = await self._store.write_merged(
+            store_event_writes,
+            EventWrite(
                 project_id,
-                env,
+                principal.environment,
                 new_events,
-                new_triggers=new_triggers,
-                idempotency_window_us=window,
-                by=by,
-                first_delay_us=first_delay,
+                new_triggers,
+                self._window_us,
+                principal.key.id,
+                self._first_delay_us,
             ),
             weight=len(new_events),
         )

@@ -21,6 +21,7 @@ from eventyard.store.db import Backend, Db
 from eventyard.store.writer import GroupCommitWriter
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 class Store:
@@ -61,6 +62,12 @@ class Store:
 
     async def write(self, op: Callable[[Db], T], weight: int = 1) -> T:
         return await self.writer.write(op, weight)
+
+    async def write_merged(
+        self, fn: Callable[[Db, list[A]], list[T]], arg: A, weight: int = 1
+    ) -> T:
+        """`fn(db, [arg])[0]`, merged with neighbouring writes of the same `fn` (writer.py)."""
+        return await self.writer.write_merged(fn, arg, weight)
 
     async def read(self, op: Callable[[Db], T]) -> T:
         loop = asyncio.get_running_loop()

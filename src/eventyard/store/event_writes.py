@@ -1,14 +1,23 @@
-"""SQL for storing events: the body of the ingest transaction.
+"""SQL for storing events: the body of the ingest transaction, set-based.
 
-`insert_events` claims each idempotency key with `INSERT ... ON CONFLICT DO NOTHING` (so two
-processes racing on one key resolve inside the database), inserts the accepted events, and
-creates every consumer's pending transactions in the same database transaction.
+`store_event_writes` stores the events of many requests at once — the writer merges the
+concurrent ingest requests of a commit group into one call (`GroupCommitWriter.write_merged`)
+— with a fixed number of statements per group rather than per request:
+
+1. one multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING` claims every new idempotency
+   key (two processes racing on one key still resolve inside the database); a key that was
+   taken already, or repeats within the group, is settled one by one against its owner;
+2. one multi-row insert stores the accepted events;
+3. one insert per table makes every consumer's pending transactions and their history, in
+   this same database transaction: a committed event never lacks one.
+
+The answer is per request and per item, in order, as if the requests had run one by one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -22,6 +31,12 @@ from eventyard.store.event_rows import EVENT_COLUMNS
 from eventyard.store.events import get_event
 from eventyard.store.transactions import create_for_events
 from eventyard.store.triggers import insert_trigger
+
+# Rows per multi-row statement: 500 rows of at most 11 values stay far below SQLite's and
+# PostgreSQL's limits on bound parameters (32,766 and 65,535).
+_CHUNK = 500
+_EVENT_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_KEY_MARKS = "(?, ?, ?, ?, ?, ?)"
 
 
 class Outcome(StrEnum):
@@ -45,23 +60,73 @@ class Written:
 
 @dataclass(frozen=True)
 class NewEvent:
-    """A validated draft with its receipt time; `insert_events` gives it its final id."""
+    """A validated draft with its receipt time; the writer gives it its id.
 
-    id: str
+    `payload` is the draft's payload already parsed, when the caller has it, so the stored
+    event need not parse `payload_json` again.
+    """
+
     draft: EventDraft
     received_at: int
+    payload: dict[str, Any] | None = None
 
-    def as_event(self, project_id: str, environment: Environment) -> Event:
-        d = self.draft
+
+@dataclass(frozen=True)
+class EventWrite:
+    """One request's events, as one argument of `store_event_writes`."""
+
+    project_id: str
+    environment: Environment
+    items: Sequence[NewEvent]
+    new_triggers: Sequence[Trigger] = ()
+    idempotency_window_us: int = 0
+    by: str = ""  # the actor named in the transactions' history (the key's id)
+    first_delay_us: int = 0  # a webhook consumer's first attempt, without its own schedule
+
+
+@dataclass
+class _Item:
+    """One event on its way in: its id, and once decided, its result."""
+
+    write: EventWrite
+    new: NewEvent
+    id: str
+    result: Stored | None = None
+
+    def key_row(self) -> tuple[Any, ...]:
+        d = self.new.draft
+        expires = self.new.received_at + self.write.idempotency_window_us
+        env = self.write.environment.value
+        return (self.write.project_id, env, d.idempotency_key, self.id, d.body_hash, expires)
+
+    def event_row(self) -> tuple[Any, ...]:
+        d, received = self.new.draft, self.new.received_at
+        return (
+            self.id,
+            self.write.project_id,
+            self.write.environment.value,
+            d.trigger,
+            d.user_id,
+            d.payload_json.decode(),
+            d.timestamp if d.timestamp is not None else received,
+            received,
+            d.idempotency_key,
+            d.source,
+            d.expires_at,
+        )
+
+    def event(self) -> Event:
+        d, received = self.new.draft, self.new.received_at
+        payload = self.new.payload if self.new.payload is not None else orjson.loads(d.payload_json)
         return Event(
             id=self.id,
-            project_id=project_id,
-            environment=environment,
+            project_id=self.write.project_id,
+            environment=self.write.environment,
             trigger=d.trigger,
             user_id=d.user_id,
-            payload=orjson.loads(d.payload_json),
-            timestamp=d.timestamp if d.timestamp is not None else self.received_at,
-            received_at=self.received_at,
+            payload=payload,
+            timestamp=d.timestamp if d.timestamp is not None else received,
+            received_at=received,
             idempotency_key=d.idempotency_key,
             source=d.source,
             expires_at=d.expires_at,
@@ -79,112 +144,173 @@ def insert_events(
     by: str,
     first_delay_us: int = 0,
 ) -> Written:
-    """Store `items` in order, honouring idempotency keys; one result per item.
-
-    Every consumer taking events gets a pending transaction for each new event that matches
-    its filter, in this same database transaction: a committed event never lacks one.
-    """
-    for trigger in new_triggers:
-        insert_trigger(db, trigger)
-    results: list[Stored] = []
-    rows: list[tuple[Any, ...]] = []
-    accepted: dict[str, Event] = {}  # not yet inserted: a repeat in the same group finds it here
-    env = environment.value
-    for drafted in items:
-        # The id is made here, in the writer, just before the commit that makes it visible:
-        # the live feed follows ids (their milliseconds), so an id made when the request
-        # arrived could, behind a long queue, commit after the feed had moved past it.
-        item = replace(drafted, id=new_id("evt"))
-        d = item.draft
-        if d.idempotency_key is not None:
-            claim = _claim_idempotency_key(db, project_id, env, item, idempotency_window_us)
-            if claim is not None:
-                outcome, original_id = claim
-                original = accepted.get(original_id) or get_event(
-                    db, project_id, environment, original_id
-                )
-                results.append(Stored(outcome, original, original_id))
-                continue
-        timestamp = d.timestamp if d.timestamp is not None else item.received_at
-        rows.append(
-            (
-                item.id,
-                project_id,
-                env,
-                d.trigger,
-                d.user_id,
-                d.payload_json.decode(),
-                timestamp,
-                item.received_at,
-                d.idempotency_key,
-                d.source,
-                d.expires_at,
-            )
-        )
-        event = item.as_event(project_id, environment)
-        accepted[event.id] = event
-        results.append(Stored(Outcome.ACCEPTED, event))
-    created = 0
-    if rows:
-        db.executemany(
-            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        consumers = consumers_taking_events(db, project_id, environment)
-        if consumers:
-            now = items[0].received_at
-            created = create_for_events(
-                db,
-                project_id,
-                environment,
-                [(r[0], r[3]) for r in rows],
-                consumers,
-                now,
-                by,
-                default_first_delay_us=first_delay_us,
-            )
-            if created and db.backend == "postgres":
-                db.execute("NOTIFY eventyard_transactions")  # delivered at commit
-    return Written(results, created)
-
-
-def _claim_idempotency_key(
-    db: Db, project_id: str, env: str, item: NewEvent, window_us: int
-) -> tuple[Outcome, str] | None:
-    """Claim the item's key: None when claimed, else (duplicate or conflict, original id)."""
-    d = item.draft
-    expires = item.received_at + window_us
-    cursor = db.execute(
-        "INSERT INTO idempotency_keys (project_id, environment, key, event_id, body_hash,"
-        " expires_at) VALUES (?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (project_id, environment, key) DO NOTHING",
-        (project_id, env, d.idempotency_key, item.id, d.body_hash, expires),
+    """Store one request's `items` in order, honouring idempotency keys."""
+    write = EventWrite(
+        project_id, environment, items, new_triggers, idempotency_window_us, by, first_delay_us
     )
-    if cursor.rowcount == 1:
-        return None
+    return store_event_writes(db, [write])[0]
+
+
+def store_event_writes(db: Db, writes: list[EventWrite]) -> list[Written]:
+    """Store the events of every write, in order; one `Written` per write."""
+    for write in writes:
+        for trigger in write.new_triggers:
+            insert_trigger(db, trigger)
+    # The ids are made here, in the writer, just before the commit that makes them visible:
+    # the live feed follows ids (their milliseconds), so an id made when the request arrived
+    # could, behind a long queue, commit after the feed had moved past it.
+    items = [_Item(w, new, new_id("evt")) for w in writes for new in w.items]
+    _claim_keys(db, items)
+    accepted: list[_Item] = []
+    by_id: dict[str, Event] = {}
+    for item in items:  # in order: a repeat's owner is decided before the repeat
+        if item.result is _REPEAT:
+            item.result = _claim_one(db, item, by_id)
+        if item.result is None:
+            event = item.event()
+            by_id[item.id] = event
+            item.result = Stored(Outcome.ACCEPTED, event)
+            accepted.append(item)
+    if db.backend == "sqlite":
+        # One prepared statement for any number of rows: SQLite has no round trips to save.
+        db.executemany(
+            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {_EVENT_MARKS}",
+            [item.event_row() for item in accepted],
+        )
+    else:
+        for chunk in _chunks(accepted):
+            marks = ", ".join([_EVENT_MARKS] * len(chunk))
+            db.execute(
+                f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {marks}",
+                [v for item in chunk for v in item.event_row()],
+            )
+    created = _create_transactions(db, accepted)
+    out: list[Written] = []
+    start = 0
+    for write in writes:
+        mine = items[start : start + len(write.items)]
+        start += len(write.items)
+        results = [item.result for item in mine if item.result is not None]
+        out.append(Written(results, sum(created.get(item.id, 0) for item in mine)))
+    if created and db.backend == "postgres":
+        db.execute("NOTIFY eventyard_transactions")  # delivered at commit
+    return out
+
+
+def _claim_keys(db: Db, items: list[_Item]) -> None:
+    """Claim each new key in one statement; mark the rest as repeats (settled later).
+
+    The first item with a key in this group claims it; a later one with the same key is a
+    repeat of it. A key held already in the database is settled by `_claim_one`, in order.
+    """
+    first: set[tuple[str, str, str]] = set()
+    claiming: list[_Item] = []
+    for item in items:
+        key = item.new.draft.idempotency_key
+        if key is None:
+            continue
+        owner = (item.write.project_id, item.write.environment.value, key)
+        if owner in first:
+            item.result = _REPEAT
+        else:
+            first.add(owner)
+            claiming.append(item)
+    claimed: set[str] = set()
+    for chunk in _chunks(claiming):
+        marks = ", ".join([_KEY_MARKS] * len(chunk))
+        rows = db.all(
+            "INSERT INTO idempotency_keys (project_id, environment, key, event_id, body_hash,"
+            f" expires_at) VALUES {marks} ON CONFLICT (project_id, environment, key) DO NOTHING"
+            " RETURNING event_id",
+            [v for item in chunk for v in item.key_row()],
+        )
+        claimed.update(r["event_id"] for r in rows)
+    for item in claiming:
+        if item.id not in claimed:
+            # Held by an earlier request: settled in order, now, before anything is stored.
+            item.result = _claim_one(db, item, {})
+
+
+# A marker result: this item repeats a key claimed earlier in the same group.
+_REPEAT = Stored(Outcome.DUPLICATE, None, "repeat-in-group")
+
+
+def _claim_one(db: Db, item: _Item, by_id: dict[str, Event]) -> Stored | None:
+    """Settle one item against the key's current owner: None when it claims the key (the
+    earlier use has expired), else a duplicate or conflict naming the original."""
+    write, d = item.write, item.new.draft
+    env = write.environment.value
     row = db.one(
         "SELECT event_id, body_hash, expires_at FROM idempotency_keys"
         " WHERE project_id = ? AND environment = ? AND key = ?",
-        (project_id, env, d.idempotency_key),
+        (write.project_id, env, d.idempotency_key),
     )
-    assert row is not None  # the conflicting row exists: we just collided with it
-    if row["expires_at"] <= item.received_at:
+    assert row is not None  # the key is held: by the database or by this group
+    if row["expires_at"] <= item.new.received_at:
         # The earlier use is outside the window: the key is free again.
         db.execute(
             "UPDATE idempotency_keys SET event_id = ?, body_hash = ?, expires_at = ?"
             " WHERE project_id = ? AND environment = ? AND key = ?",
-            (item.id, d.body_hash, expires, project_id, env, d.idempotency_key),
+            (
+                item.id,
+                d.body_hash,
+                item.new.received_at + write.idempotency_window_us,
+                write.project_id,
+                env,
+                d.idempotency_key,
+            ),
         )
         return None
-    if row["body_hash"] == d.body_hash or _same_event_retimed(db, d, row):
-        return Outcome.DUPLICATE, row["event_id"]
-    return Outcome.CONFLICT, row["event_id"]
+    original_id: str = row["event_id"]
+    same = row["body_hash"] == d.body_hash or _same_event_retimed(db, d, row, by_id)
+    original = by_id.get(original_id) or get_event(
+        db, write.project_id, write.environment, original_id
+    )
+    return Stored(Outcome.DUPLICATE if same else Outcome.CONFLICT, original, original_id)
 
 
-def _same_event_retimed(db: Db, d: EventDraft, row: Any) -> bool:
+def _same_event_retimed(db: Db, d: EventDraft, row: Any, by_id: dict[str, Event]) -> bool:
     """The first request gave no timestamp and this one gives the time the server stored for
     it (an exported event sent back): the same event, not a reuse of its key."""
     if d.untimed_hash is None or d.untimed_hash != row["body_hash"]:
         return False
-    first = db.one("SELECT timestamp FROM events WHERE id = ?", (row["event_id"],))
-    return first is not None and first["timestamp"] == d.timestamp
+    first = by_id.get(row["event_id"])
+    if first is not None:
+        return first.timestamp == d.timestamp
+    stored = db.one("SELECT timestamp FROM events WHERE id = ?", (row["event_id"],))
+    return stored is not None and stored["timestamp"] == d.timestamp
+
+
+def _create_transactions(db: Db, accepted: list[_Item]) -> dict[str, int]:
+    """Every consumer's pending transactions for the accepted events; how many each event
+    got, by event id (events that got none are left out)."""
+    counts: dict[str, int] = {}
+    groups: dict[tuple[str, Environment, str, int], list[_Item]] = {}
+    for item in accepted:
+        w = item.write
+        groups.setdefault((w.project_id, w.environment, w.by, w.first_delay_us), []).append(item)
+    for (project_id, environment, by, first_delay), group in groups.items():
+        consumers = consumers_taking_events(db, project_id, environment)
+        if not consumers:
+            continue
+        pairs = [(item.id, item.new.draft.trigger) for item in group]
+        create_for_events(
+            db,
+            project_id,
+            environment,
+            pairs,
+            consumers,
+            group[0].new.received_at,
+            by,
+            default_first_delay_us=first_delay,
+        )
+        for event_id, trigger in pairs:
+            n = sum(1 for c in consumers if c.wants(trigger))
+            if n:
+                counts[event_id] = n
+    return counts
+
+
+def _chunks(items: list[_Item]) -> Iterator[list[_Item]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
