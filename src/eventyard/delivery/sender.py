@@ -12,15 +12,17 @@ https, as the TLS server name, so certificates are checked against the name the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
 
+from eventyard.delivery.http1 import Answer, AnswerFailed, ConnectFailed, ConnectionPool, Origin
 from eventyard.delivery.outbound import BlockedDestination, check_webhook_url, resolve_public
 
 EXCERPT_BYTES = 1024
@@ -54,32 +56,37 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - current).total_seconds())
 
 
-def _pinned_request(
-    client: httpx.AsyncClient,
-    url: httpx.URL,
-    address: str,
-    body: bytes,
-    headers: Mapping[str, str],
-) -> httpx.Request:
-    # Connect to the vetted address; keep the name where the server looks for it.
-    host_header = httpx.Request("POST", url).headers["host"]
-    request_headers = {k: v for k, v in headers.items() if k.lower() != "host"}
-    request_headers["host"] = host_header
-    # Asking for the body unencoded keeps the excerpt readable and the 1 KB read bounded
-    # (a compressed chunk could expand to many megabytes).
-    request_headers.setdefault("accept-encoding", "identity")
-    extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
-    return client.build_request(
-        "POST",
-        url.copy_with(host=address),
-        content=body,
-        headers=request_headers,
-        extensions=extensions,
-    )
+@dataclass(frozen=True)
+class _Destination:
+    """A webhook URL taken apart once: where to resolve, what to send as target and Host."""
+
+    scheme: str
+    host: str  # the name (or IP literal) to resolve and vet
+    port: int
+    target: str  # path and query, as sent on the request line
+    host_header: str  # the URL's own host (and port, unless the scheme's default)
+
+
+@functools.lru_cache(maxsize=1024)
+def _destination(url: str) -> _Destination | str:
+    """The parts of `url` an attempt needs, or why it cannot be a webhook endpoint. Cached:
+    a consumer's URL is parsed once, not on every attempt."""
+    problem = check_webhook_url(url)
+    if problem is not None:
+        return f"invalid URL: {problem}"
+    try:
+        parsed = httpx.URL(url)
+        host = parsed.host  # decoded lazily: an IDNA error shows only now
+        host_header = httpx.Request("POST", parsed).headers["host"]
+    except (httpx.InvalidURL, ValueError) as exc:  # idna errors are ValueErrors
+        return f"invalid URL: {exc}"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    target = parsed.raw_path.decode("ascii")
+    return _Destination(parsed.scheme, host, port, target, host_header)
 
 
 class WebhookSender:
-    """Sends webhook attempts through one shared connection pool."""
+    """Sends webhook attempts over one pool of kept-alive connections (`http1`)."""
 
     def __init__(
         self,
@@ -88,19 +95,15 @@ class WebhookSender:
         max_connections: int = 100,
         verify: ssl.SSLContext | None = None,
     ) -> None:
-        """`verify`: the TLS context that checks receivers' certificates (default: certifi)."""
+        """`verify`: the TLS context that checks receivers' certificates (default: certifi's
+        authorities, as httpx uses; never the environment's). `max_connections`: how many
+        idle connections to keep per destination."""
         self._allow_private = allow_private
-        self._client = httpx.AsyncClient(
-            verify=verify if verify is not None else True,
-            follow_redirects=False,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            trust_env=False,  # never route webhooks through a proxy found in the environment
-        )
+        tls = verify if verify is not None else httpx.create_ssl_context(trust_env=False)
+        self._pool = ConnectionPool(tls=tls, max_idle_per_origin=max_connections)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._pool.aclose()
 
     async def send(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout_seconds: float
@@ -124,33 +127,27 @@ class WebhookSender:
                 gone=status == 410,
             )
 
-        problem = check_webhook_url(url)
-        if problem is not None:
-            return result(error=f"invalid URL: {problem}")
-        try:
-            parsed = httpx.URL(url)
-            _ = parsed.host  # decoded lazily: an IDNA error shows only now
-        except (httpx.InvalidURL, ValueError) as exc:  # idna errors are ValueErrors
-            return result(error=f"invalid URL: {exc}")
+        destination = _destination(url)
+        if isinstance(destination, str):
+            return result(error=destination)
         try:
             async with asyncio.timeout(timeout_seconds):
-                status, response_headers, excerpt = await self._attempt(
-                    parsed, body, headers, timeout_seconds
-                )
-        except (TimeoutError, httpx.TimeoutException):
+                answer = await self._attempt(destination, body, headers)
+        except TimeoutError:
             return result(error=f"timeout: no complete answer within {timeout_seconds:g} s")
         except BlockedDestination as exc:
             return result(error=str(exc))
-        except httpx.ConnectError as exc:
-            reason = _describe(exc)
-            if reason != "connection refused":
-                reason = f"connection failed: {reason}"
-            return result(error=reason)
-        except httpx.HTTPError as exc:
-            return result(error=f"{type(exc).__name__}: {_describe(exc)}")
+        except ConnectFailed as exc:
+            if isinstance(exc.__cause__, ConnectionRefusedError):
+                return result(error="connection refused")
+            return result(error=f"connection failed: {exc}")
+        except AnswerFailed as exc:
+            return result(error=str(exc))
         except OSError as exc:  # DNS resolution failures (socket.gaierror)
-            return result(error=f"cannot resolve host: {_describe(exc)}")
+            return result(error=f"cannot resolve host: {exc or type(exc).__name__}")
 
+        status, response_headers = answer.status, answer.headers
+        excerpt = answer.body.decode("utf-8", errors="replace")
         error = None
         if 300 <= status < 400:
             location = response_headers.get("location", "")
@@ -163,58 +160,30 @@ class WebhookSender:
         return result(status=status, excerpt=excerpt, error=error, retry_after=retry_after)
 
     async def _attempt(
-        self, url: httpx.URL, body: bytes, headers: Mapping[str, str], timeout_seconds: float
-    ) -> tuple[int, httpx.Headers, str]:
-        port = url.port or (443 if url.scheme == "https" else 80)
-        addresses = await resolve_public(url.host, port, allow_private=self._allow_private)
-        last_error: httpx.ConnectError | None = None
+        self, destination: _Destination, body: bytes, headers: Mapping[str, str]
+    ) -> Answer:
+        port = destination.port
+        addresses = await resolve_public(destination.host, port, allow_private=self._allow_private)
+        server_name = destination.host if destination.scheme == "https" else None
+        request_headers = dict(headers)
+        # Asking for the body unencoded keeps the excerpt readable and the 1 KB read bounded
+        # (a compressed chunk could expand to many megabytes).
+        request_headers.setdefault("accept-encoding", "identity")
+        last_error: ConnectFailed | None = None
         for address in addresses:
-            request = _pinned_request(self._client, url, address, body, headers)
-            request.extensions["timeout"] = httpx.Timeout(timeout_seconds).as_dict()
+            # Connect to the vetted address; the Host header and the TLS name stay the URL's.
+            origin = Origin(destination.scheme, address, port, server_name)
             try:
-                response = await self._client.send(request, stream=True)
-            except httpx.ConnectError as exc:
+                return await self._pool.post(
+                    origin,
+                    destination.target,
+                    destination.host_header,
+                    request_headers,
+                    body,
+                    limit=EXCERPT_BYTES,
+                )
+            except ConnectFailed as exc:
                 # Nothing was sent yet: the next address of the same host may answer.
                 last_error = exc
-                continue
-            try:
-                excerpt = await _read_excerpt(response)
-            finally:
-                # Closing before the end drops the connection instead of draining it.
-                await response.aclose()
-            return response.status_code, response.headers, excerpt
         assert last_error is not None  # resolve_public never returns an empty list
         raise last_error
-
-
-async def _read_excerpt(response: httpx.Response) -> str:
-    received = bytearray()
-    chunks = response.aiter_raw()
-    try:
-        async for chunk in chunks:
-            received += chunk
-            if len(received) >= EXCERPT_BYTES:
-                break
-    finally:
-        if isinstance(chunks, AsyncGenerator):
-            await chunks.aclose()
-    return bytes(received[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
-
-
-def _describe(exc: BaseException) -> str:
-    """The most telling words in an exception chain: "connection refused" when it is one."""
-    seen: list[BaseException] = []
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop(0)
-        if current in seen:
-            continue
-        seen.append(current)
-        if isinstance(current, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None:
-                pending.append(linked)
-    return next((str(e) for e in seen if str(e)), type(exc).__name__)
