@@ -19,6 +19,7 @@ import os
 import secrets
 import sqlite3
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,22 +50,27 @@ def wrk_target(
     *,
     per_request: int = 1,
     connections: int | None = None,
+    watch_pid: int | None = None,
 ) -> Target:
     """wrk against `url`; `rate` counts events, `per_request` of them in each request. A
     script that reports `x-accepted` (events the server said it accepted) is held to it:
-    events answered 2xx but not accepted count as errors."""
+    events answered 2xx but not accepted count as errors. With `watch_pid`, the server's
+    resident memory is sampled during each run (`rss_max_mb`)."""
 
     def measure(seconds: int, tag: str) -> dict[str, float]:
-        result = run_wrk(
-            url,
-            script=script,
-            script_args=[*script_args, tag],
-            seconds=seconds,
-            connections=connections or ctx.connections,
-            threads=ctx.threads,
-            cpu=ctx.load_cpu,
-        )
+        with RssSampler(watch_pid) as rss:
+            result = run_wrk(
+                url,
+                script=script,
+                script_args=[*script_args, tag],
+                seconds=seconds,
+                connections=connections or ctx.connections,
+                threads=ctx.threads,
+                cpu=ctx.load_cpu,
+            )
         run = run_figures(result, per_request)
+        if rss.peak is not None:
+            run["rss_max_mb"] = rss.peak
         answered = (result.requests - result.non_2xx) * per_request
         if "accepted" in run:
             missing = max(0.0, answered - run["accepted"])
@@ -119,6 +125,37 @@ def memory_mb(pid: int) -> dict[str, float]:
         if name is not None:
             out[name] = round(int(line.split()[1]) / 1024, 1)
     return out
+
+
+class RssSampler:
+    """The highest VmRSS of a process while the block runs, sampled every 0.2 s. (VmHWM is
+    no use for "under load": eventyard's start-up peak is above its steady state.)"""
+
+    def __init__(self, pid: int | None, every: float = 0.2) -> None:
+        self.pid = pid
+        self.every = every
+        self.peak: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        if self.pid is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        assert self.pid is not None
+        while True:
+            now = memory_mb(self.pid).get("rss_mb")
+            if now is not None and (self.peak is None or now > self.peak):
+                self.peak = now
+            if self._stop.wait(self.every):
+                return
 
 
 def cpu_set(cpus: str) -> set[int]:

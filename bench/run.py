@@ -1,7 +1,7 @@
 """The eventyard benchmark: one command, everything on loopback, ceilings in the same run.
 
     .venv/bin/python bench/run.py [--scenarios single,batch,adapters,query,delivery,ack]
-                                  [--backends sqlite,postgres] [--duration 6] [--runs 3]
+                                  [--backends sqlite,postgres] [--duration 5] [--runs 3]
                                   [--warmup 2] [--quick] [--ref HEAD]
 
 It installs what it needs first: when wrk or nginx is missing it runs `apt-get update` and
@@ -61,7 +61,7 @@ SCENARIOS = ("single", "batch", "adapters", "query", "delivery", "ack")
 BACKENDS = ("sqlite", "postgres")
 TOOLS = ("wrk", "nginx")
 QUICK = {"duration": 3, "runs": 1, "warmup": 1}
-DEFAULTS = {"duration": 6, "runs": 3, "warmup": 2}
+DEFAULTS = {"duration": 5, "runs": 3, "warmup": 2}
 
 
 def main(argv: list[str] | None = None) -> int:

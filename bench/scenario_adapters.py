@@ -46,6 +46,7 @@ def run(ctx: ScenarioContext) -> list[Figure]:
         [basic, str(BATCH)],
         per_request=BATCH,
         connections=batch_connections,
+        watch_pid=server.pid,
     )
     native_batch = wrk_target(
         ctx,
@@ -62,6 +63,7 @@ def run(ctx: ScenarioContext) -> list[Figure]:
         server.url + "/eventbunker/post",
         BENCH_DIR / "post_eventbunker.lua",
         [key],
+        watch_pid=server.pid,
     )
     native_single = wrk_target(
         ctx,

@@ -55,6 +55,7 @@ def run(ctx: ScenarioContext) -> list[Figure]:
         [key, str(BATCH)],
         per_request=BATCH,
         connections=min(CONNECTIONS, ctx.connections),
+        watch_pid=server.pid,
     )
     ceiling = Target(
         Figure(SCENARIO, ctx.backend, "database insert, 100 a transaction", "ceiling", "events/s"),

@@ -45,7 +45,14 @@ def run(ctx: ScenarioContext) -> list[Figure]:
     def figure(target: str, role: str, backend: str = ctx.backend) -> Figure:
         return Figure(SCENARIO, backend, target, role, "req/s")
 
-    ev = wrk_target(ctx, figure("eventyard", "eventyard"), server.url + "/v1/events", script, [key])
+    ev = wrk_target(
+        ctx,
+        figure("eventyard", "eventyard"),
+        server.url + "/v1/events",
+        script,
+        [key],
+        watch_pid=server.pid,
+    )
     ceiling = wrk_target(
         ctx, figure("ceiling app", "ceiling"), ceiling_server.url + "/v1/events", script, ["-"]
     )
