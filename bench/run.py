@@ -282,6 +282,11 @@ def run_scenario(
     try:
         module = importlib.import_module(f"scenario_{name}")
     except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name == f"scenario_{name}":
+            # Not written yet: a note, not a failure.
+            result.notes.append(f"not measured: there is no bench/scenario_{name}.py")
+            print(f"   {result.notes[-1]}", file=sys.stderr)
+            return result
         result.error = f"bench/scenario_{name}.py could not be loaded: {_brief(exc)}"
         print(f"   {result.error}", file=sys.stderr)
         return result
