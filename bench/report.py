@@ -110,7 +110,7 @@ def comparisons(result: ScenarioResult, figure: Figure) -> list[Comparison]:
 
 
 def figure_json(result: ScenarioResult, figure: Figure) -> dict[str, Any]:
-    names = sorted({name for run in figure.runs for name in run})
+    names = sorted(_numeric(figure))
     return {
         "scenario": figure.scenario,
         "backend": figure.backend,
@@ -132,8 +132,22 @@ def figure_json(result: ScenarioResult, figure: Figure) -> dict[str, Any]:
     }
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
+def _numeric(figure: Figure) -> set[str]:
+    """The names of a figure's per-run values that are numbers in every run that has them."""
+    names = {name for run in figure.runs for name in run}
+    return {
+        n
+        for n in names
+        if all(
+            isinstance(r[n], int | float) and not isinstance(r[n], bool)
+            for r in figure.runs
+            if n in r
+        )
+    }
+
+
+def _round(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value
 
 
 # --- issue 7's targets -------------------------------------------------------------------
@@ -340,9 +354,7 @@ def _column(name: str) -> str:
 def scenario_table(results: list[ScenarioResult]) -> str:
     """One table: every figure of one scenario, on every backend."""
     figures = [(r, f) for r in results for f in r.figures if f.runs]
-    extra_names = sorted(
-        {n for _, f in figures for run in f.runs for n in run} - set(_SHOWN) - _HIDDEN
-    )
+    extra_names = sorted({n for _, f in figures for n in _numeric(f)} - set(_SHOWN) - _HIDDEN)
     memory = any(f.extra.get("peak_rss_mb") is not None for _, f in figures)
     head = ["database", "measured", "server", "figure", "p50", "p99"]
     head += [_column(n) for n in extra_names]

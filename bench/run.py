@@ -347,7 +347,9 @@ def write_results(
 ) -> None:
     output.mkdir(parents=True, exist_ok=True)
     document = to_json(header, results, notes)
-    (output / "latest.json").write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    # default=str: a scenario's extra may hold what JSON cannot (a Path, a set).
+    text = orjson.dumps(document, option=orjson.OPT_INDENT_2, default=str)
+    (output / "latest.json").write_bytes(text + b"\n")
     (output / "latest.md").write_text(markdown_report(header, results, notes))
 
 
