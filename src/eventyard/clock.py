@@ -37,8 +37,15 @@ def us_to_datetime(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1_000_000, tz=UTC)
 
 
+_last_second: tuple[int, str] = (-1, "")
+
+
 def format_us(value: int) -> str:
     """ISO 8601 in UTC with microseconds and a `Z`: `2026-11-23T11:18:20.123456Z`."""
+    global _last_second
     seconds, micros = divmod(value, 1_000_000)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    cached_second, base = _last_second  # most times shown are of the current second
+    if cached_second != seconds:
+        base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, base)
     return f"{base}.{micros:06d}Z"

@@ -22,7 +22,14 @@ _last_ms = -1
 _last_random = 0
 
 
+# Every pair of characters, by the 10 bits it encodes: a 26-character id is 13 lookups.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_SHIFTS_26 = tuple(range(120, -1, -10))
+
+
 def _encode(value: int, length: int) -> str:
+    if length == 26:
+        return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS_26])
     chars = []
     for _ in range(length):
         chars.append(_ALPHABET[value & 31])

@@ -134,9 +134,23 @@ class Router:
         for route in routes:
             self._by_length.setdefault(len(route.segments), []).append(route)
         self._greedy = [r for r in routes if r.greedy is not None]
+        # Paths without parameters, looked up at once: each one only where the full match
+        # below would pick that same route (no earlier route with parameters shadows it).
+        self._static: dict[tuple[str, str], Route] = {}
+        for route in routes:
+            if not any(s.startswith("{") for s in route.segments):
+                key = (route.method, "/".join(route.segments))
+                if self._match_slowly(route.method, key[1]) == (route, {}):
+                    self._static.setdefault(key, route)
 
     def match(self, method: str, raw_path: bytes) -> tuple[Route, dict[str, str]]:
         path = raw_path.split(b"?", 1)[0].decode("latin-1")
+        route = self._static.get((method, path.strip("/")))
+        if route is not None:
+            return route, {}
+        return self._match_slowly(method, path)
+
+    def _match_slowly(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         parts = path.strip("/").split("/") if path.strip("/") else [""]
         allowed: list[str] = []
         for route in self._by_length.get(len(parts), ()):
