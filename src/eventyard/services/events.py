@@ -11,7 +11,7 @@ import base64
 import binascii
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -21,6 +21,8 @@ from eventyard.domain.timeparse import MAX_US, MIN_US
 from eventyard.errors import EventNotFound, InvalidCursor
 from eventyard.store import Store
 from eventyard.store import events as event_sql
+from eventyard.store.db import Row
+from eventyard.store.event_rows import event_from_row
 from eventyard.store.events import EventQuery
 
 MAX_PAGE = 1000
@@ -29,7 +31,12 @@ _CURSOR_ID = re.compile(r"^[A-Za-z0-9_]{1,64}\Z")  # an event id: no NUL for the
 
 
 def encode_cursor(event: Event) -> str:
-    raw = orjson.dumps([event.timestamp, event.id])
+    return cursor_at(event.timestamp, event.id)
+
+
+def cursor_at(timestamp: int, event_id: str) -> str:
+    """The cursor of the page that continues below the event at (timestamp, event_id)."""
+    raw = orjson.dumps([timestamp, event_id])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -61,6 +68,14 @@ class Page:
     next_cursor: str | None
 
 
+@dataclass(frozen=True)
+class RowPage:
+    """A page of events as stored (rows of `EVENT_COLUMNS`), for answering it as JSON."""
+
+    rows: list[Row]
+    next_cursor: str | None
+
+
 class EventService:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
@@ -78,16 +93,24 @@ class EventService:
         return event
 
     async def list(self, principal: Principal, query: EventQuery) -> Page:
+        page = await self.list_rows(principal, query)
+        return Page([event_from_row(r) for r in page.rows], page.next_cursor)
+
+    async def list_rows(self, principal: Principal, query: EventQuery) -> RowPage:
+        """As `list`, the rows as stored: `GET /v1/events` writes them out without
+        making `Event` objects first."""
         project_id, env = principal.project_id, principal.environment
         now = self._clock.now_us()
         # One more than asked tells whether another page exists.
-        probe = EventQuery(**{**query.__dict__, "limit": query.limit + 1})
+        probe = replace(query, limit=query.limit + 1)
         rows = await self._store.read(
-            lambda db: event_sql.query_events(db, project_id, env, probe, now)
+            lambda db: event_sql.query_event_rows(db, project_id, env, probe, now)
         )
-        events = rows[: query.limit]
-        more = len(rows) > query.limit
-        return Page(events, encode_cursor(events[-1]) if more and events else None)
+        if len(rows) <= query.limit:
+            return RowPage(rows, None)
+        del rows[query.limit :]
+        last = rows[-1]
+        return RowPage(rows, cursor_at(last["timestamp"], last["id"]))
 
     async def page(self, principal: Principal, query: EventQuery) -> tuple[Sequence[Event], int]:
         """A numbered page (`query.offset`, `query.limit`) and how many events match in all."""

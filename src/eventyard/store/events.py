@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventyard.domain.models import Environment, Event
-from eventyard.store.db import Db
+from eventyard.store.db import Backend, Db, Row
 from eventyard.store.event_rows import EVENT_COLUMNS, event_from_row
 
 NO_TRANSACTION = "none"
@@ -46,12 +46,17 @@ class EventQuery:
 
 
 def _where(
-    project_id: str, environment: Environment, q: EventQuery, now: int
+    project_id: str, environment: Environment, q: EventQuery, now: int, backend: Backend
 ) -> tuple[str, list[Any]]:
     where = ["project_id = ?", "environment = ?", "(expires_at IS NULL OR expires_at > ?)"]
     params: list[Any] = [project_id, environment.value, now]
     if q.trigger is not None:
-        where.append("trigger_id = ?")
+        # With a user too, read the user's events (events_by_user) and check the trigger on
+        # them: a user has few events next to a trigger's. PostgreSQL's statistics tell it
+        # so; SQLite has none unless ANALYZE was run, and without them it would walk every
+        # event of the trigger (300 ms on 1 M events). `+` keeps SQLite off that index.
+        sqlite_user = backend == "sqlite" and q.user_id is not None
+        where.append("+trigger_id = ?" if sqlite_user else "trigger_id = ?")
         params.append(q.trigger)
     if q.trigger_prefix is not None:
         where.append("substr(trigger_id, 1, ?) = ?")
@@ -88,11 +93,12 @@ def _where(
     return " AND ".join(where), params
 
 
-def query_events(
-    db: Db, project_id: str, environment: Environment, q: EventQuery, now: int
-) -> list[Event]:
-    """Events newest first by event time (then id), `limit` of them, after the cursor."""
-    where, params = _where(project_id, environment, q, now)
+def event_query_sql(
+    project_id: str, environment: Environment, q: EventQuery, now: int, backend: Backend
+) -> tuple[str, list[Any]]:
+    """The SELECT `query_events` runs, with `?` placeholders, and its parameters (the
+    benchmark's direct-SQL ceiling runs exactly this)."""
+    where, params = _where(project_id, environment, q, now, backend)
     sql = (
         f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY timestamp DESC, id DESC LIMIT ?"
     )
@@ -100,14 +106,30 @@ def query_events(
     if q.offset:
         sql += " OFFSET ?"
         params.append(q.offset)
-    return [event_from_row(r) for r in db.all(sql, params)]
+    return sql, params
+
+
+def query_event_rows(
+    db: Db, project_id: str, environment: Environment, q: EventQuery, now: int
+) -> list[Row]:
+    """As `query_events`, the rows as stored (`EVENT_COLUMNS`): a page answered as JSON
+    needs no `Event` objects, and building them was most of a page's cost."""
+    sql, params = event_query_sql(project_id, environment, q, now, db.backend)
+    return db.all(sql, params)
+
+
+def query_events(
+    db: Db, project_id: str, environment: Environment, q: EventQuery, now: int
+) -> list[Event]:
+    """Events newest first by event time (then id), `limit` of them, after the cursor."""
+    return [event_from_row(r) for r in query_event_rows(db, project_id, environment, q, now)]
 
 
 def count_matching(
     db: Db, project_id: str, environment: Environment, q: EventQuery, now: int
 ) -> int:
     """How many events match the filters of `q` (its paging aside)."""
-    where, params = _where(project_id, environment, q, now)
+    where, params = _where(project_id, environment, q, now, db.backend)
     return int(db.scalar(f"SELECT COUNT(*) AS n FROM events WHERE {where}", params))
 
 
