@@ -7,8 +7,9 @@ on both backends (`sqlite3.Row`, psycopg's `dict_row`), read by column name.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 Backend = Literal["sqlite", "postgres"]
@@ -74,6 +75,18 @@ class Db:
         if row is None:
             return None
         return next(iter(row.values())) if isinstance(row, dict) else row[0]
+
+    @contextlib.contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """On PostgreSQL, send the statements of the block without waiting for each answer:
+        they go in one round trip, at the block's end or at the first fetch of a result
+        (errors are raised there). On SQLite, which has no round trips, statements run as
+        usual."""
+        if self._postgres:
+            with self.conn.pipeline():
+                yield
+        else:
+            yield
 
     def begin(self) -> None:
         self.txn_memo.clear()

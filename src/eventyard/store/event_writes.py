@@ -23,10 +23,10 @@ from typing import Any
 
 import orjson
 
-from eventyard.domain.models import Environment, Event, EventDraft, Trigger
+from eventyard.domain.models import Consumer, Environment, Event, EventDraft, Trigger
 from eventyard.ids import new_id
 from eventyard.store.consumers import consumers_taking_events
-from eventyard.store.db import Db
+from eventyard.store.db import Cursor, Db
 from eventyard.store.event_rows import EVENT_COLUMNS
 from eventyard.store.events import get_event
 from eventyard.store.transactions import create_for_events
@@ -160,7 +160,15 @@ def store_event_writes(db: Db, writes: list[EventWrite]) -> list[Written]:
     # the live feed follows ids (their milliseconds), so an id made when the request arrived
     # could, behind a long queue, commit after the feed had moved past it.
     items = [_Item(w, new, new_id("evt")) for w in writes for new in w.items]
-    _claim_keys(db, items)
+    # On PostgreSQL: the key claims and the consumer lists in one round trip...
+    with db.pipeline():
+        claims = _claim_keys(db, items)
+        consumers = {
+            (w.project_id, w.environment): consumers_taking_events(db, w.project_id, w.environment)
+            for w in writes
+        }
+        claimed = {r["event_id"] for cursor in claims for r in cursor.fetchall()}
+    _settle_held_keys(db, items, claimed)
     accepted: list[_Item] = []
     by_id: dict[str, Event] = {}
     for item in items:  # in order: a repeat's owner is decided before the repeat
@@ -171,20 +179,24 @@ def store_event_writes(db: Db, writes: list[EventWrite]) -> list[Written]:
             by_id[item.id] = event
             item.result = Stored(Outcome.ACCEPTED, event)
             accepted.append(item)
-    if db.backend == "sqlite":
-        # One prepared statement for any number of rows: SQLite has no round trips to save.
-        db.executemany(
-            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {_EVENT_MARKS}",
-            [item.event_row() for item in accepted],
-        )
-    else:
-        for chunk in _chunks(accepted):
-            marks = ", ".join([_EVENT_MARKS] * len(chunk))
-            db.execute(
-                f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {marks}",
-                [v for item in chunk for v in item.event_row()],
+    # ...and the events, their transactions and the wake-up in another.
+    with db.pipeline():
+        if db.backend == "sqlite":
+            # One prepared statement for any number of rows: no round trips to save.
+            db.executemany(
+                f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {_EVENT_MARKS}",
+                [item.event_row() for item in accepted],
             )
-    created = _create_transactions(db, accepted)
+        else:
+            for chunk in _chunks(accepted):
+                marks = ", ".join([_EVENT_MARKS] * len(chunk))
+                db.execute(
+                    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {marks}",
+                    [v for item in chunk for v in item.event_row()],
+                )
+        created = _create_transactions(db, accepted, consumers)
+        if created and db.backend == "postgres":
+            db.execute("NOTIFY eventyard_transactions")  # delivered at commit
     out: list[Written] = []
     start = 0
     for write in writes:
@@ -192,17 +204,13 @@ def store_event_writes(db: Db, writes: list[EventWrite]) -> list[Written]:
         start += len(write.items)
         results = [item.result for item in mine if item.result is not None]
         out.append(Written(results, sum(created.get(item.id, 0) for item in mine)))
-    if created and db.backend == "postgres":
-        db.execute("NOTIFY eventyard_transactions")  # delivered at commit
     return out
 
 
-def _claim_keys(db: Db, items: list[_Item]) -> None:
-    """Claim each new key in one statement; mark the rest as repeats (settled later).
-
-    The first item with a key in this group claims it; a later one with the same key is a
-    repeat of it. A key held already in the database is settled by `_claim_one`, in order.
-    """
+def _claim_keys(db: Db, items: list[_Item]) -> list[Cursor]:
+    """Claim each new key, in one statement per chunk; their cursors return the event ids
+    that got their key. A later item with a key an earlier one of the group claims is
+    marked a repeat, settled in order once the first is decided."""
     first: set[tuple[str, str, str]] = set()
     claiming: list[_Item] = []
     for item in items:
@@ -215,19 +223,28 @@ def _claim_keys(db: Db, items: list[_Item]) -> None:
         else:
             first.add(owner)
             claiming.append(item)
-    claimed: set[str] = set()
+    cursors = []
     for chunk in _chunks(claiming):
         marks = ", ".join([_KEY_MARKS] * len(chunk))
-        rows = db.all(
-            "INSERT INTO idempotency_keys (project_id, environment, key, event_id, body_hash,"
-            f" expires_at) VALUES {marks} ON CONFLICT (project_id, environment, key) DO NOTHING"
-            " RETURNING event_id",
-            [v for item in chunk for v in item.key_row()],
+        cursors.append(
+            db.execute(
+                "INSERT INTO idempotency_keys (project_id, environment, key, event_id,"
+                f" body_hash, expires_at) VALUES {marks}"
+                " ON CONFLICT (project_id, environment, key) DO NOTHING RETURNING event_id",
+                [v for item in chunk for v in item.key_row()],
+            )
         )
-        claimed.update(r["event_id"] for r in rows)
-    for item in claiming:
-        if item.id not in claimed:
-            # Held by an earlier request: settled in order, now, before anything is stored.
+    return cursors
+
+
+def _settle_held_keys(db: Db, items: list[_Item], claimed: set[str]) -> None:
+    """Settle, one by one, the items whose key the database held already."""
+    for item in items:
+        if (
+            item.result is None
+            and item.new.draft.idempotency_key is not None
+            and item.id not in claimed
+        ):
             item.result = _claim_one(db, item, {})
 
 
@@ -281,7 +298,11 @@ def _same_event_retimed(db: Db, d: EventDraft, row: Any, by_id: dict[str, Event]
     return stored is not None and stored["timestamp"] == d.timestamp
 
 
-def _create_transactions(db: Db, accepted: list[_Item]) -> dict[str, int]:
+def _create_transactions(
+    db: Db,
+    accepted: list[_Item],
+    consumers_of: dict[tuple[str, Environment], list[Consumer]],
+) -> dict[str, int]:
     """Every consumer's pending transactions for the accepted events; how many each event
     got, by event id (events that got none are left out)."""
     counts: dict[str, int] = {}
@@ -290,7 +311,7 @@ def _create_transactions(db: Db, accepted: list[_Item]) -> dict[str, int]:
         w = item.write
         groups.setdefault((w.project_id, w.environment, w.by, w.first_delay_us), []).append(item)
     for (project_id, environment, by, first_delay), group in groups.items():
-        consumers = consumers_taking_events(db, project_id, environment)
+        consumers = consumers_of[(project_id, environment)]
         if not consumers:
             continue
         pairs = [(item.id, item.new.draft.trigger) for item in group]
