@@ -32,11 +32,24 @@ from eventyard.store.events import get_event
 from eventyard.store.transactions import create_for_events
 from eventyard.store.triggers import insert_trigger
 
-# Rows per multi-row statement: 500 rows of at most 11 values stay far below SQLite's and
-# PostgreSQL's limits on bound parameters (32,766 and 65,535).
+# SQLite: rows per multi-row statement, far below its limit of 32,766 bound values.
 _CHUNK = 500
 _EVENT_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _KEY_MARKS = "(?, ?, ?, ?, ?, ?)"
+# PostgreSQL: any number of rows as one array a column, `SELECT * FROM unnest(...)`: the
+# statement's text never changes, so it is parsed and planned once (a multi-row VALUES list
+# is new text for every size of group, and costs the driver a scan of every placeholder).
+_EVENT_TYPES = ("text",) * 6 + ("bigint", "bigint", "text", "text", "bigint")
+_KEY_TYPES = ("text",) * 5 + ("bigint",)
+
+
+def _unnest(types: Sequence[str]) -> str:
+    return "SELECT * FROM unnest(" + ", ".join(f"?::{t}[]" for t in types) + ")"
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows turned into one list a column, for `_unnest`."""
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 class Outcome(StrEnum):
@@ -187,13 +200,12 @@ def store_event_writes(db: Db, writes: list[EventWrite]) -> list[Written]:
                 f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {_EVENT_MARKS}",
                 [item.event_row() for item in accepted],
             )
-        else:
-            for chunk in _chunks(accepted):
-                marks = ", ".join([_EVENT_MARKS] * len(chunk))
-                db.execute(
-                    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {marks}",
-                    [v for item in chunk for v in item.event_row()],
-                )
+        elif accepted:
+            rows = [item.event_row() for item in accepted]
+            db.execute(
+                f"INSERT INTO events ({EVENT_COLUMNS}) {_unnest(_EVENT_TYPES)}",
+                _columns(rows, len(_EVENT_TYPES)),
+            )
         created = _create_transactions(db, accepted, consumers)
         if created and db.backend == "postgres":
             db.execute("NOTIFY eventyard_transactions")  # delivered at commit
@@ -223,17 +235,21 @@ def _claim_keys(db: Db, items: list[_Item]) -> list[Cursor]:
         else:
             first.add(owner)
             claiming.append(item)
+    head = (
+        "INSERT INTO idempotency_keys (project_id, environment, key, event_id, body_hash,"
+        " expires_at)"
+    )
+    tail = " ON CONFLICT (project_id, environment, key) DO NOTHING RETURNING event_id"
+    if not claiming:
+        return []
+    if db.backend == "postgres":
+        rows = [item.key_row() for item in claiming]
+        return [db.execute(f"{head} {_unnest(_KEY_TYPES)}{tail}", _columns(rows, len(_KEY_TYPES)))]
     cursors = []
     for chunk in _chunks(claiming):
         marks = ", ".join([_KEY_MARKS] * len(chunk))
-        cursors.append(
-            db.execute(
-                "INSERT INTO idempotency_keys (project_id, environment, key, event_id,"
-                f" body_hash, expires_at) VALUES {marks}"
-                " ON CONFLICT (project_id, environment, key) DO NOTHING RETURNING event_id",
-                [v for item in chunk for v in item.key_row()],
-            )
-        )
+        values = [v for item in chunk for v in item.key_row()]
+        cursors.append(db.execute(f"{head} VALUES {marks}{tail}", values))
     return cursors
 
 

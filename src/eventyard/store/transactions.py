@@ -105,19 +105,19 @@ def create_for_events(
         "INSERT INTO transactions (id, project_id, environment, consumer_id, event_id, state,"
         " next_attempt_at, created_at, updated_at) VALUES "
     )
-    marks = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
     if db.backend == "sqlite" and rows:
-        db.executemany(insert + marks, rows)
+        db.executemany(insert + "(?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         add_history(db, ((r[0], None, "pending", now, by) for r in rows))
-    # PostgreSQL: each chunk of transactions and their history in one statement, one round
-    # trip, rather than a message per row.
-    for start in range(0, len(rows) if db.backend == "postgres" else 0, 500):
-        chunk = rows[start : start + 500]
+    if db.backend == "postgres" and rows:
+        # The transactions and their history in one statement of fixed text, whatever the
+        # number of rows (one array a column): one round trip, parsed and planned once.
+        columns = [[row[i] for row in rows] for i in range(9)]
+        arrays = ", ".join(f"?::{t}[]" for t in ("text",) * 6 + ("bigint",) * 3)
         db.execute(
-            f"WITH made AS ({insert}{', '.join([marks] * len(chunk))} RETURNING id)"
-            " INSERT INTO transaction_history (transaction_id, exit_state, enter_state, at,"
-            " actor) SELECT id, NULL, 'pending', ?, ? FROM made",
-            [*(v for row in chunk for v in row), now, by],
+            f"WITH made AS ({insert.removesuffix(' VALUES ')} SELECT * FROM unnest({arrays})"
+            " RETURNING id) INSERT INTO transaction_history (transaction_id, exit_state,"
+            " enter_state, at, actor) SELECT id, NULL, 'pending', ?, ? FROM made",
+            [*columns, now, by],
         )
     return len(rows)
 
