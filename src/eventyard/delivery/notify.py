@@ -3,8 +3,15 @@
 Within a process, `pulse()` wakes every current waiter at once (ingest calls it after the
 commit that created transactions). Across processes on PostgreSQL, the ingest transaction
 sends `NOTIFY eventyard_transactions` and `PgListener` turns each notification into a
-pulse here. Waiters always use a timeout too, so a lost wake-up costs a short delay, never a
-stuck transaction.
+pulse here. SQLite has no such message: `SqliteWatcher` asks the database every few
+milliseconds whether another connection has committed (`PRAGMA data_version`, a read of a
+counter in shared memory) and pulses when one has, so a worker in its own process learns of
+new events within milliseconds instead of at its next second's poll.
+
+Each pulse also moves `generation`: a waiter that notes it before looking for work and
+passes it to `wait(since=...)` returns at once if a pulse came in between, instead of
+sleeping through work that arrived while it looked. Waiters always use a timeout too, so a
+lost wake-up costs a short delay, never a stuck transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import threading
 
 import psycopg
 
+from eventyard.store.connect import connect
+
 logger = logging.getLogger("eventyard.notify")
 CHANNEL = "eventyard_transactions"
 
@@ -24,9 +33,11 @@ class Notifier:
     def __init__(self) -> None:
         self._waiters: set[asyncio.Future[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.generation = 0  # how many pulses so far
 
     def pulse(self) -> None:
         """Wake every waiter (call from the event loop's thread)."""
+        self.generation += 1
         waiters, self._waiters = self._waiters, set()
         for waiter in waiters:
             if not waiter.done():
@@ -37,8 +48,11 @@ class Notifier:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.pulse)
 
-    async def wait(self, within: float) -> bool:
-        """Wait for a pulse, at most `within` seconds; True when pulsed."""
+    async def wait(self, within: float, *, since: int | None = None) -> bool:
+        """Wait for a pulse, at most `within` seconds; True when pulsed. With `since` (a
+        `generation` read earlier), a pulse that came after that reading counts too."""
+        if since is not None and since != self.generation:
+            return True
         loop = asyncio.get_running_loop()
         self._loop = loop
         waiter: asyncio.Future[None] = loop.create_future()
@@ -83,3 +97,47 @@ class PgListener:
                 logger.warning("LISTEN connection lost; reconnecting", exc_info=True)
                 with contextlib.suppress(Exception):
                     self._stop.wait(1.0)
+
+
+class SqliteWatcher:
+    """Polls a SQLite database's `data_version` in a thread and pulses a `Notifier` when
+    another connection has committed (see the module docstring).
+
+    The worker's own commits count too (they come from another connection than the
+    watcher's); so does ingest in this process, which pulses by itself already. A change seen
+    after this process's notifier was pulsed since the last look is therefore not pulsed
+    again; the rest costs at most an empty claim round each.
+    """
+
+    def __init__(self, url: str, notifier: Notifier, *, every_seconds: float = 0.005) -> None:
+        self._url = url
+        self._notifier = notifier
+        self._every = every_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="eventyard-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        db = None
+        try:
+            db = connect(self._url, writer=False)
+            version = db.scalar("PRAGMA data_version")
+            pulses = self._notifier.generation
+            while not self._stop.wait(self._every):
+                now = db.scalar("PRAGMA data_version")
+                if now != version:
+                    version = now
+                    if self._notifier.generation == pulses:
+                        self._notifier.pulse_threadsafe()
+                pulses = self._notifier.generation
+        except Exception:
+            logger.warning("watching the SQLite database for commits failed", exc_info=True)
+        finally:
+            if db is not None:
+                db.close()

@@ -14,6 +14,7 @@ answer that changes between the check and the connection (DNS rebinding) cannot 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from urllib.parse import urlsplit
@@ -100,6 +101,19 @@ def blocked_reason(address: _IPAddress) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
+def _vet_literal(host: str, allow_private: bool) -> tuple[list[str], str | None]:
+    """An IP literal's verdict, which never changes, worked out once per literal: (the
+    address to connect to, why it is refused or None)."""
+    address = _parse_ip(host)
+    assert address is not None
+    reason = None if allow_private else blocked_reason(address)
+    if reason is not None:
+        return [], f"blocked destination: {host} is {reason}; {ALLOW_PRIVATE_HINT}"
+    return [str(address)], None
+
+
+@functools.lru_cache(maxsize=1024)
 def _parse_ip(host: str) -> _IPAddress | None:
     try:
         return ipaddress.ip_address(host.strip("[]"))
@@ -115,18 +129,19 @@ async def resolve_public(host: str, port: int, *, allow_private: bool) -> list[s
     caller must connect to one of the returned addresses, never resolve the name again.
     Raises `BlockedDestination`, or `OSError` (socket.gaierror) when the name does not resolve.
     """
-    literal = _parse_ip(host)
-    if literal is not None:
-        candidates = [literal]
-    else:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        candidates = []
-        for _family, _type, _proto, _canonname, sockaddr in infos:
-            address = ipaddress.ip_address(str(sockaddr[0]))
-            if address not in candidates:
-                candidates.append(address)
-        if not candidates:
-            raise socket.gaierror(f"{host} resolved to no address")
+    if _parse_ip(host) is not None:
+        addresses, refusal = _vet_literal(host, allow_private)
+        if refusal is not None:
+            raise BlockedDestination(refusal)
+        return addresses
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    candidates = []
+    for _family, _type, _proto, _canonname, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]))
+        if address not in candidates:
+            candidates.append(address)
+    if not candidates:
+        raise socket.gaierror(f"{host} resolved to no address")
     if not allow_private:
         for address in candidates:
             reason = blocked_reason(address)
@@ -134,7 +149,5 @@ async def resolve_public(host: str, port: int, *, allow_private: bool) -> list[s
                 raise BlockedDestination(
                     f"blocked destination: {host} resolves to {address}, {reason}; "
                     f"{ALLOW_PRIVATE_HINT}"
-                    if literal is None
-                    else f"blocked destination: {host} is {reason}; {ALLOW_PRIVATE_HINT}"
                 )
     return [str(address) for address in candidates]

@@ -1,17 +1,23 @@
 """The delivery worker: claim due webhook transactions, send them, record what happened.
 
-One round (`run_once`) walks the enabled webhook consumers and, for each one with free slots,
-leases its due transactions (`claim_due_webhooks`: `FOR UPDATE SKIP LOCKED` on PostgreSQL,
-so several workers never send the same transaction at once). Each lease becomes a task that
-signs and POSTs the event, then records the attempt and its consequence in a database
-transaction of its own — none is held open across the HTTP call.
+One round (`run_once`) is one database write: it reads the enabled webhook consumers and,
+for each one with free slots, leases its due transactions (`claim_due_webhooks`: `FOR UPDATE
+SKIP LOCKED` on PostgreSQL, so several workers never send the same transaction at once), and
+when that leaves slots free, finds when the next delivery falls due. Each lease becomes a task
+that signs and POSTs the event; its result joins the attempts waiting to be recorded, and
+those are written together, in one database transaction per batch (`record_attempts`) — none
+is held open across an HTTP call.
 
-A consumer may have at most `consumer_concurrency` attempts in flight, so an endpoint that
-hangs fills its own slots and nobody else's. Between rounds the worker sleeps until new
-transactions are committed (a `Notifier` pulse, or PostgreSQL's NOTIFY from another
-process), the next retry falls due, or a second passes. An expired lease (a worker that died
-mid-attempt) makes the transaction due again, so delivery is at-least-once; the `webhook-id`
-header, stable across attempts, lets receivers drop repeats.
+A consumer may have at most `consumer_concurrency` attempts in flight (a slot is taken from
+the claim until its HTTP exchange ends), so an endpoint that hangs fills its own slots and
+nobody else's; the worker as a whole holds at most `worker_concurrency` attempts, sending or
+being recorded. Between rounds the worker sleeps until new transactions are committed (a
+`Notifier` pulse from ingest in this process, PostgreSQL's NOTIFY from another, or on SQLite
+a change of the database file seen by `SqliteWatcher`), a slot frees, the next retry falls
+due, or a second passes. A pulse that comes while a round runs is not lost: the round notes
+the notifier's generation first, and the sleep returns at once if it moved. An expired
+lease (a worker that died mid-attempt) makes the transaction due again, so delivery is
+at-least-once; the `webhook-id` header, stable across attempts, lets receivers drop repeats.
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ import contextlib
 import functools
 import logging
 import time
+from collections import deque
+from dataclasses import dataclass
 
 import orjson
 
 from eventyard.clock import Clock
 from eventyard.delivery.metrics import DeliveryMetrics
-from eventyard.delivery.notify import Notifier
+from eventyard.delivery.notify import Notifier, SqliteWatcher
 from eventyard.delivery.sender import AttemptResult, WebhookSender
 from eventyard.domain import signing
 from eventyard.domain.models import Consumer, Event, Transaction
@@ -41,12 +49,49 @@ from eventyard.views import event_json
 logger = logging.getLogger("eventyard.delivery")
 
 LEASE_MARGIN_US = 30 * 1_000_000  # beyond the attempt's own timeout
+# An attempt starts only while its lease outlasts its timeout by this much, left for
+# recording it: a claimed delivery may wait for a slot LEASE_MARGIN - RECORD_MARGIN at most.
+RECORD_MARGIN_US = 20 * 1_000_000
+PREFETCH = 8  # leases a consumer may hold, as a multiple of its concurrency
 HOUSEKEEPING_EVERY_S = 5.0
 IDLE_WAIT_S = 1.0
 
 
 def webhook_body(event: Event) -> bytes:
     return orjson.dumps(event_json(event))
+
+
+@dataclass
+class _Round:
+    """What one claim round found: the consumers it read, the leases it took for each, the
+    consumers that got all they asked (more may be due), and when the next delivery of the
+    others falls due (None: nothing pending for them)."""
+
+    consumers: list[Consumer]
+    claimed: dict[str, list[tuple[Transaction, Event]]]
+    lease_until: dict[str, int]
+    full: set[str]
+    next_due: int | None
+
+
+@dataclass
+class _Leased:
+    txn: Transaction
+    event: Event
+    lease_until: int
+
+
+@dataclass
+class _Result:
+    """An attempt's result waiting to be recorded, with its consequence."""
+
+    consumer: Consumer
+    txn: Transaction
+    result: AttemptResult
+    now: int
+    outcome: str  # finished, failed, or pending again
+    next_attempt_at: int | None
+    done: asyncio.Future[None]
 
 
 class DeliveryWorker:
@@ -65,54 +110,143 @@ class DeliveryWorker:
         self._notifier = notifier
         self.metrics = metrics
         self._sender = sender or WebhookSender(allow_private=settings.webhook_allow_private)
-        self._inflight: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._consumers: dict[str, Consumer] = {}  # as the last round read them
+        self._held: dict[str, int] = {}  # consumer id → leases held, waiting or sending
+        self._queued: dict[str, deque[_Leased]] = {}  # leased, waiting for a slot
+        self._inflight: dict[str, int] = {}  # consumer id → attempts sending now
+        self._full: set[str] = set()  # consumers whose last claim got all it asked
+        self._give_back: list[tuple[str, int]] = []  # (transaction id, lease) not attempted
+        self._tasks: set[asyncio.Task[None]] = set()  # attempts sending or being recorded
+        self._to_record: list[_Result] = []
+        self._recording: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self._slot_freed = asyncio.Event()
+        self._room = asyncio.Event()  # a consumer that may have more due can hold more
         self._last_housekeeping = 0.0
+        self._next_due: int | None = None
+        self._watcher: SqliteWatcher | None = None
 
     # --- one round ---------------------------------------------------------------------------
 
     async def run_once(self) -> int:
-        """Claim what is due and start sending it; the number of attempts started.
+        """Claim what is due and start sending it; the number of deliveries claimed.
 
-        The worker's free slots go first as a fair share to each consumer, least busy first,
-        then what is left to those that had more due: slow endpoints filling the worker
-        never leave a consumer with work waiting for one of their attempts to end.
+        A consumer may hold `consumer_concurrency` times PREFETCH leases (and the worker
+        `worker_concurrency` times PREFETCH): claims come in batches, not one per freed slot.
+        They go first as a fair share to each consumer, least busy first, then what is left
+        to those that had more due.
         """
-        consumers = await self._store.read(consumer_sql.webhook_consumers_to_deliver)
-        consumers.sort(key=lambda c: self._inflight.get(c.id, 0))  # stable: then by id
-        free_total = self._settings.worker_concurrency - sum(self._inflight.values())
-        share = max(1, free_total // max(1, len(consumers)))
-        started = 0
-        wanting_more: list[Consumer] = []
-        for consumer in consumers:
-            claimed = await self._claim(consumer, min(share, free_total - started))
-            started += claimed
-            if claimed == share:
-                wanting_more.append(consumer)
-        for consumer in wanting_more:
-            started += await self._claim(consumer, free_total - started)
-        return started
-
-    async def _claim(self, consumer: Consumer, limit: int) -> int:
-        """Lease up to `limit` of a consumer's due deliveries (within its own slots); start them."""
-        free = min(self._settings.consumer_concurrency - self._inflight.get(consumer.id, 0), limit)
-        if free <= 0:
-            return 0
-        now = self._clock.now_us()
-        claimed = await self._store.write(
+        free_total = self._settings.worker_concurrency * PREFETCH - sum(self._held.values())
+        give_back, self._give_back = self._give_back, []
+        found = await self._store.write(
             functools.partial(
-                txn_sql.claim_due_webhooks,
-                consumer_id=consumer.id,
-                now=now,
-                lease_until=now + self._timeout_us(consumer) + LEASE_MARGIN_US,
-                limit=free,
+                self._claim_round, dict(self._held), free_total, self._clock.now_us(), give_back
             )
         )
-        for txn, event in claimed:
-            self._start(consumer, txn, event)
-        return len(claimed)
+        self._consumers = {c.id: c for c in found.consumers}
+        self._full = found.full
+        claimed = 0
+        for consumer_id, leased in found.claimed.items():
+            lease_until = found.lease_until[consumer_id]
+            queue = self._queued.setdefault(consumer_id, deque())
+            queue.extend(_Leased(txn, event, lease_until) for txn, event in leased)
+            self._held[consumer_id] = self._held.get(consumer_id, 0) + len(leased)
+            claimed += len(leased)
+        self._next_due = found.next_due
+        self._dispatch()
+        return claimed
+
+    def _claim_round(
+        self,
+        held: dict[str, int],
+        free_total: int,
+        now: int,
+        give_back: list[tuple[str, int]],
+        db: Db,
+    ) -> _Round:
+        """The round's database work, in the writer: one op, however many consumers."""
+        if give_back:
+            txn_sql.release_leases(db, give_back)
+        limit = self._settings.consumer_concurrency * PREFETCH
+        consumers = consumer_sql.webhook_consumers_to_deliver(db)
+        consumers.sort(key=lambda c: held.get(c.id, 0))  # stable: then by id
+        share = max(1, free_total // max(1, len(consumers)))
+        started = 0
+        claimed: dict[str, list[tuple[Transaction, Event]]] = {}
+        lease_until: dict[str, int] = {}
+        full: set[str] = set()
+
+        def claim(consumer: Consumer, want: int) -> int:
+            free = min(limit - held.get(consumer.id, 0), want)
+            if free <= 0:
+                return 0
+            lease_until[consumer.id] = now + self._timeout_us(consumer) + LEASE_MARGIN_US
+            got = txn_sql.claim_due_webhooks(
+                db,
+                consumer_id=consumer.id,
+                now=now,
+                lease_until=lease_until[consumer.id],
+                limit=free,
+            )
+            claimed.setdefault(consumer.id, []).extend(got)
+            held[consumer.id] = held.get(consumer.id, 0) + len(got)
+            if len(got) == free:
+                full.add(consumer.id)
+            else:
+                full.discard(consumer.id)
+            return len(got)
+
+        wanting_more: list[Consumer] = []
+        for consumer in consumers:
+            want = min(share, free_total - started)
+            got = claim(consumer, want)
+            started += got
+            if got and got == want:
+                wanting_more.append(consumer)
+        for consumer in wanting_more:
+            started += claim(consumer, free_total - started)
+        # One that got all it asked may have more due: room for it wakes the worker. For the
+        # others, sleep until their next delivery falls due.
+        rest = [c.id for c in consumers if c.id not in full]
+        next_due = txn_sql.next_due_at(db, rest) if rest else None
+        return _Round(consumers, claimed, lease_until, full, next_due)
+
+    def _dispatch(self) -> None:
+        """Start waiting deliveries in free slots, least busy consumer first.
+
+        A consumer at or over its fair share of the worker (its slots divided among the
+        consumers) does not take the last quarter of them (at most one per other consumer):
+        slow endpoints filling the worker would otherwise leave a consumer whose next event
+        comes a moment later waiting for one of their attempts to end.
+        """
+        limit = self._settings.consumer_concurrency
+        total = self._settings.worker_concurrency
+        free = total - sum(self._inflight.values())
+        consumers = max(1, len(self._consumers))
+        share = max(1, total // consumers)
+        reserve = min(consumers - 1, total // 4)
+        now = self._clock.now_us()
+        while free > 0:
+            best, fewest = None, limit
+            for consumer_id, queue in self._queued.items():
+                busy = self._inflight.get(consumer_id, 0)
+                if queue and busy < fewest:
+                    best, fewest = consumer_id, busy
+            if best is None or (fewest >= share and free <= reserve):
+                break
+            leased = self._queued[best].popleft()
+            consumer = self._consumers.get(best)
+            if consumer is None or now + self._timeout_us(consumer) + RECORD_MARGIN_US > (
+                leased.lease_until
+            ):
+                # Paused, changed or gone since the claim, or waited so long that its lease
+                # could run out before it is recorded: hand it back rather than send it.
+                self._give_back.append((leased.txn.id, leased.lease_until))
+                self._release(best)
+                continue
+            self._start(consumer, leased.txn, leased.event)
+            free -= 1
+        for consumer_id in [c for c, queue in self._queued.items() if not queue]:
+            del self._queued[consumer_id]
 
     def _start(self, consumer: Consumer, txn: Transaction, event: Event) -> None:
         self._inflight[consumer.id] = self._inflight.get(consumer.id, 0) + 1
@@ -120,8 +254,27 @@ class DeliveryWorker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _release(self, consumer_id: str) -> None:
+        """One of the consumer's leases is done with (attempted or handed back)."""
+        held = self._held[consumer_id] - 1
+        if held:
+            self._held[consumer_id] = held
+        else:
+            del self._held[consumer_id]
+        limit = self._settings.consumer_concurrency * PREFETCH
+        if consumer_id in self._full and held <= limit // 2:
+            self._room.set()
+
+    def _end_attempt(self, consumer: Consumer) -> None:
+        """The endpoint is done with an attempt: its slot goes to the next one waiting."""
+        self._inflight[consumer.id] -= 1
+        if not self._inflight[consumer.id]:
+            del self._inflight[consumer.id]
+        self._release(consumer.id)
+        self._dispatch()
+
     async def drain(self) -> None:
-        """Wait for every attempt in flight to be sent and recorded."""
+        """Wait for every claimed delivery to be sent and recorded."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -133,6 +286,7 @@ class DeliveryWorker:
     # --- one attempt ---------------------------------------------------------------------------
 
     async def _deliver(self, consumer: Consumer, txn: Transaction, event: Event) -> None:
+        sending = True
         try:
             body = webhook_body(event)
             now = self._clock.now_us()
@@ -143,60 +297,103 @@ class DeliveryWorker:
             result = await self._sender.send(
                 consumer.url, body, headers, self._timeout_us(consumer) / 1_000_000
             )
+            # The slot is free while the result is recorded: the lease keeps the transaction
+            # from being claimed again until then.
+            sending = False
+            self._end_attempt(consumer)
             await self._record(consumer, txn, result)
         except Exception:
             # The lease runs out and the transaction is tried again; say why it was not now.
             logger.exception("delivering %s to consumer %s failed", txn.id, consumer.id)
         finally:
-            self._inflight[consumer.id] -= 1
-            if not self._inflight[consumer.id]:
-                del self._inflight[consumer.id]
-            self._slot_freed.set()
+            if sending:
+                self._end_attempt(consumer)
 
     async def _record(self, consumer: Consumer, txn: Transaction, result: AttemptResult) -> None:
+        """Queue the attempt for the next batch and wait until it is committed."""
         now = self._clock.now_us()
-        schedule = consumer.retry_schedule or self._settings.default_retry_schedule
         if result.ok:
             outcome, next_at = "finished", None
         else:
+            schedule = consumer.retry_schedule or self._settings.default_retry_schedule
             delay = next_delay_us(schedule, txn.schedule_index + 1, result.retry_after_seconds)
             outcome, next_at = ("failed", None) if delay is None else ("pending", now + delay)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_record.append(_Result(consumer, txn, result, now, outcome, next_at, done))
+        if self._recording is None or self._recording.done():
+            self._recording = asyncio.create_task(self._record_batches())
+        await done
+
+    async def _record_batches(self) -> None:
+        """Write what waits to be recorded, one batch per database write, until none waits:
+        results that come while one batch commits make the next."""
+        while self._to_record:
+            batch, self._to_record = self._to_record, []
+            try:
+                disabled = await self._store.write(
+                    functools.partial(self._record_batch, batch), weight=len(batch)
+                )
+            except Exception as exc:
+                for item in batch:
+                    if not item.done.done():
+                        item.done.set_exception(exc)
+                continue
+            for item in batch:
+                if not item.done.done():
+                    item.done.set_result(None)
+                self._observe(item)
+            for consumer, gone in disabled:
+                logger.warning(
+                    "consumer %s disabled: %s",
+                    consumer.id,
+                    "its endpoint answered 410 Gone"
+                    if gone
+                    else "every attempt has failed "
+                    f"for {self._settings.disable_failing_after_seconds} s",
+                )
+
+    def _record_batch(self, batch: list[_Result], db: Db) -> list[tuple[Consumer, bool]]:
+        """Record a batch of attempts and what they say about their consumers' health; the
+        consumers this disabled, each with whether it was for a 410 Gone."""
+        records = [
+            txn_sql.AttemptRecord(
+                item.txn,
+                now=item.now,
+                status_code=item.result.status_code,
+                duration_ms=item.result.duration_ms,
+                response_excerpt=item.result.response_excerpt or None,
+                error=item.result.error,
+                outcome=item.outcome,
+                next_attempt_at=item.next_attempt_at,
+            )
+            for item in batch
+        ]
+        recorded = txn_sql.record_attempts(db, records)
         disable_after = self._settings.disable_failing_after_seconds * 1_000_000
+        disabled: list[tuple[Consumer, bool]] = []
+        healthy: set[str] = set()  # consumers already marked healthy by this batch
+        # In the order the attempts ended, as if each were recorded alone; a run of successes
+        # marks its consumer healthy once.
+        for item, kept in zip(batch, recorded, strict=True):
+            consumer, r = item.consumer, item.result
+            if r.ok:
+                if consumer.id not in healthy:
+                    consumer_sql.mark_healthy(db, consumer.id)
+                    healthy.add(consumer.id)
+                continue
+            healthy.discard(consumer.id)
+            if r.gone:
+                consumer_sql.disable_gone(db, consumer.id, item.now)
+                disabled.append((consumer, True))
+            elif kept and consumer_sql.mark_failing(db, consumer.id, item.now, disable_after):
+                disabled.append((consumer, False))
+        return disabled
 
-        def op(db: Db) -> bool:
-            recorded = txn_sql.record_attempt(
-                db,
-                txn,
-                now=now,
-                status_code=result.status_code,
-                duration_ms=result.duration_ms,
-                response_excerpt=result.response_excerpt or None,
-                error=result.error,
-                outcome=outcome,
-                next_attempt_at=next_at,
-            )
-            if result.ok:
-                consumer_sql.mark_healthy(db, consumer.id)
-                return False
-            if result.gone:
-                consumer_sql.disable_gone(db, consumer.id, now)
-                return True
-            return recorded and consumer_sql.mark_failing(db, consumer.id, now, disable_after)
-
-        disabled = await self._store.write(op)
-        if disabled:
-            logger.warning(
-                "consumer %s disabled: %s",
-                consumer.id,
-                "its endpoint answered 410 Gone"
-                if result.gone
-                else "every attempt has failed "
-                f"for {self._settings.disable_failing_after_seconds} s",
-            )
-        label = {"finished": "success", "pending": "retry", "failed": "failed"}[outcome]
-        if result.error and "blocked" in result.error.lower():
+    def _observe(self, item: _Result) -> None:
+        label = {"finished": "success", "pending": "retry", "failed": "failed"}[item.outcome]
+        if item.result.error and "blocked" in item.result.error.lower():
             label = "blocked"
-        self.metrics.observe(label, result.duration_ms / 1000)
+        self.metrics.observe(label, item.result.duration_ms / 1000)
 
     # --- housekeeping and the loop -----------------------------------------------------------
 
@@ -206,23 +403,16 @@ class DeliveryWorker:
         if released:
             logger.info("returned %d transactions with expired leases to the queue", released)
 
-    async def _sleep_until_work(self) -> None:
-        """Sleep until new work, a retry falling due, a freed slot, or a second at most."""
-        # Cleared before looking, not after: a slot freed while we read the database must
-        # still wake us (its consumer may have been left out of `open_` as full).
-        self._slot_freed.clear()
-        limit = self._settings.consumer_concurrency
-        enabled = await self._store.read(consumer_sql.webhook_consumers_to_deliver)
-        # A consumer with no free slot cannot start anything, however much is due for it.
-        open_ = [c.id for c in enabled if self._inflight.get(c.id, 0) < limit]
-        due = await self._store.read(lambda db: txn_sql.next_due_at(db, open_))
+    async def _sleep_until_work(self, seen: int) -> None:
+        """Sleep until new work (a pulse since generation `seen`), room for a consumer that
+        may have more due, the next delivery falling due, or a second at most."""
         wait = IDLE_WAIT_S
-        if due is not None:
-            wait = min(wait, max(0.0, (due - self._clock.now_us()) / 1_000_000))
-        if wait <= 0:
+        if self._next_due is not None:
+            wait = min(wait, max(0.0, (self._next_due - self._clock.now_us()) / 1_000_000))
+        if wait <= 0 or self._room.is_set():
             return
-        pulse = asyncio.ensure_future(self._notifier.wait(wait))
-        freed = asyncio.ensure_future(self._slot_freed.wait())
+        pulse = asyncio.ensure_future(self._notifier.wait(wait, since=seen))
+        freed = asyncio.ensure_future(self._room.wait())
         _, pending = await asyncio.wait(
             {pulse, freed}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
         )
@@ -231,14 +421,20 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         """Deliver until `stop()`; errors are logged and the loop goes on after a pause."""
+        if self._store.backend == "sqlite" and self._watcher is None:
+            self._watcher = SqliteWatcher(self._store.url, self._notifier)
+            self._watcher.start()
         while not self._stopping.is_set():
             try:
                 if time.monotonic() - self._last_housekeeping > HOUSEKEEPING_EVERY_S:
                     self._last_housekeeping = time.monotonic()
                     await self.housekeeping()
-                started = await self.run_once()
-                if not started:
-                    await self._sleep_until_work()
+                # Noted before looking, not after: work that arrives while the round reads the
+                # database must still wake the sleep that follows.
+                seen = self._notifier.generation
+                self._room.clear()
+                await self.run_once()
+                await self._sleep_until_work(seen)
             except Exception:
                 logger.exception("delivery round failed; trying again shortly")
                 with contextlib.suppress(TimeoutError):
@@ -247,8 +443,21 @@ class DeliveryWorker:
     async def stop(self, grace_seconds: float = 10.0) -> None:
         self._stopping.set()
         self._notifier.pulse()
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+        # What waits for a slot is handed back at once, for another worker to take.
+        for queue in self._queued.values():
+            self._give_back.extend((leased.txn.id, leased.lease_until) for leased in queue)
+        self._queued.clear()
+        give_back, self._give_back = self._give_back, []
+        if give_back:
+            with contextlib.suppress(Exception):
+                await self._store.write(lambda db: txn_sql.release_leases(db, give_back))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.drain(), grace_seconds)
         for task in list(self._tasks):
             task.cancel()
+        if self._recording is not None:
+            self._recording.cancel()
         await self._sender.aclose()

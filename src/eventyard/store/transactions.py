@@ -11,7 +11,7 @@ Every change of state appends a row to `transaction_history`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -294,6 +294,17 @@ def claim_due_webhooks(
     )
 
 
+def release_leases(db: Db, leases: Sequence[tuple[str, int]]) -> None:
+    """Give back leased deliveries that were not attempted, each (id, its lease): due again
+    at once, for any worker. One whose lease has changed since (taken again after it ran
+    out) is left alone."""
+    db.executemany(
+        "UPDATE transactions SET lease_expires_at = NULL"
+        " WHERE id = ? AND lease_expires_at = ? AND state = 'pending'",
+        list(leases),
+    )
+
+
 def claim_pending(
     db: Db, consumer_id: str, now: int, lease_until: int, limit: int, by: str
 ) -> list[tuple[Transaction, Event]]:
@@ -316,6 +327,88 @@ def claim_pending(
     ]
 
 
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One webhook attempt to store, and its consequence: `finished`, `failed`, or
+    `pending` again at `next_attempt_at`."""
+
+    txn: Transaction
+    now: int
+    status_code: int | None
+    duration_ms: int
+    response_excerpt: str | None
+    error: str | None
+    outcome: str
+    next_attempt_at: int | None
+
+
+def record_attempts(db: Db, records: Sequence[AttemptRecord]) -> list[bool]:
+    """Store attempts and their consequences, a few statements for all of them; for each,
+    whether it was recorded.
+
+    One that is no longer pending (an operator acted on it while the attempt was in flight)
+    changes nothing and gets False. On PostgreSQL the rows are locked first, so the check and
+    the change see the same state; SQLite's writer holds the database already.
+    """
+    if not records:
+        return []
+    ids = [r.txn.id for r in records]
+    marks = ", ".join("?" for _ in ids)
+    lock = " FOR UPDATE" if db.backend == "postgres" else ""
+    pending = {
+        row["id"]
+        for row in db.all(
+            f"SELECT id FROM transactions WHERE id IN ({marks}) AND state = 'pending'"
+            f" ORDER BY id{lock}",
+            ids,
+        )
+    }
+    kept = [r for r in records if r.txn.id in pending]
+    again = [
+        (r.txn.attempts + 1, r.next_attempt_at, r.now, r.txn.id)
+        for r in kept
+        if r.outcome == "pending"
+    ]
+    ended = [
+        (r.txn.attempts + 1, r.outcome, r.now, r.txn.id) for r in kept if r.outcome != "pending"
+    ]
+    if again:
+        db.executemany(
+            "UPDATE transactions SET attempts = ?, schedule_index = schedule_index + 1,"
+            " next_attempt_at = ?, lease_expires_at = NULL, updated_at = ?"
+            " WHERE id = ? AND state = 'pending'",
+            again,
+        )
+    if ended:
+        db.executemany(
+            "UPDATE transactions SET attempts = ?, state = ?, next_attempt_at = NULL,"
+            " lease_expires_at = NULL, updated_at = ? WHERE id = ? AND state = 'pending'",
+            ended,
+        )
+    if kept:
+        db.executemany(
+            "INSERT INTO delivery_attempts (transaction_id, attempt, at, status_code,"
+            " duration_ms, response_excerpt, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.txn.id,
+                    r.txn.attempts + 1,
+                    r.now,
+                    r.status_code,
+                    r.duration_ms,
+                    r.response_excerpt,
+                    r.error,
+                )
+                for r in kept
+            ],
+        )
+    add_history(
+        db,
+        ((r.txn.id, "pending", r.outcome, r.now, "worker") for r in kept if r.outcome != "pending"),
+    )
+    return [r.txn.id in pending for r in records]
+
+
 def record_attempt(
     db: Db,
     txn: Transaction,
@@ -328,35 +421,11 @@ def record_attempt(
     outcome: str,
     next_attempt_at: int | None,
 ) -> bool:
-    """Store an attempt and its consequence: `finished`, `failed`, or `pending` again later.
-
-    Returns False (and changes nothing) when the transaction is no longer pending: an
-    operator acted on it while the attempt was in flight.
-    """
-    number = txn.attempts + 1
-    if outcome == "pending":
-        cursor = db.execute(
-            "UPDATE transactions SET attempts = ?, schedule_index = schedule_index + 1,"
-            " next_attempt_at = ?, lease_expires_at = NULL, updated_at = ?"
-            " WHERE id = ? AND state = 'pending'",
-            (number, next_attempt_at, now, txn.id),
-        )
-    else:
-        cursor = db.execute(
-            "UPDATE transactions SET attempts = ?, state = ?, next_attempt_at = NULL,"
-            " lease_expires_at = NULL, updated_at = ? WHERE id = ? AND state = 'pending'",
-            (number, outcome, now, txn.id),
-        )
-    if cursor.rowcount != 1:
-        return False
-    db.execute(
-        "INSERT INTO delivery_attempts (transaction_id, attempt, at, status_code, duration_ms,"
-        " response_excerpt, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (txn.id, number, now, status_code, duration_ms, response_excerpt, error),
+    """Store one attempt (see `record_attempts`); False when it was no longer pending."""
+    record = AttemptRecord(
+        txn, now, status_code, duration_ms, response_excerpt, error, outcome, next_attempt_at
     )
-    if outcome != "pending":
-        add_history(db, [(txn.id, "pending", outcome, now, "worker")])
-    return True
+    return record_attempts(db, [record])[0]
 
 
 def set_state(

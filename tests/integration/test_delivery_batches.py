@@ -1,0 +1,200 @@
+"""The worker claims deliveries in batches and records attempts in batches: what a user must
+not be able to tell from one-at-a-time, and the guards that come with holding leases longer.
+
+A round leases up to eight times a consumer's concurrency, but no more attempts than its
+concurrency are in flight; results are written together, each with its own attempt, history
+and consequence, and the consumer's health follows them in the order they ended. A lease
+that waited so long for a slot that it could run out before its attempt is recorded is
+handed back unsent, and a stopping worker hands back what it has not started. Every test
+runs on SQLite and PostgreSQL against a real receiver on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from eventyard.clock import SystemClock
+from eventyard.delivery.notify import Notifier
+from eventyard.settings import Settings
+from eventyard.store import Store
+from tests.integration.delivery_fixtures import World, delivered_id, open_world
+from tests.receiver import Receiver, Reply
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def world(store: Store, settings: Settings) -> AsyncIterator[World]:
+    async with open_world(store, settings, consumer_concurrency=2) as w:
+        yield w
+
+
+async def leases(world: World, consumer_id: str) -> list[Any]:
+    def read(db: Any) -> list[Any]:
+        rows = db.all(
+            "SELECT lease_expires_at FROM transactions WHERE consumer_id = ? ORDER BY id",
+            (consumer_id,),
+        )
+        return [r["lease_expires_at"] for r in rows]
+
+    return await world.services.store.read(read)
+
+
+async def test_one_round_claims_a_batch_but_sends_only_the_consumers_concurrency_at_once(
+    world: World,
+) -> None:
+    async with Receiver(default=Reply(hang=True)) as receiver:
+        hook = await world.hook(receiver.url("/hook"), timeout_seconds=10)
+        for i in range(10):
+            await world.send(user_id=f"u{i}")
+
+        assert await world.worker.run_once() == 10  # one claim for all of them
+        await receiver.wait_for(2)
+        await asyncio.sleep(0.2)
+        assert len(receiver.requests) == 2  # consumer_concurrency=2: two in flight, no more
+        assert all(lease is not None for lease in await leases(world, hook["id"]))
+
+        await world.worker.stop(grace_seconds=0)
+        # The eight it never started are handed back at once, due for any worker; the two
+        # in flight keep their leases until those run out.
+        held = await leases(world, hook["id"])
+        assert sum(1 for lease in held if lease is None) == 8
+
+
+async def test_attempts_recorded_together_keep_their_own_outcomes_and_history(
+    world: World,
+) -> None:
+    async with Receiver() as receiver:
+        # Every other answer fails: one batch carries successes and failures together.
+        receiver.enqueue(*[Reply(200) if i % 2 == 0 else Reply(500) for i in range(8)])
+        hook = await world.hook(receiver.url("/hook"))
+        sent = [await world.send(user_id=f"u{i}") for i in range(8)]
+
+        assert await world.deliver() == 8
+
+        by_event = {delivered_id(r): r for r in receiver.requests}
+        assert set(by_event) == set(sent)
+        states = []
+        for event_id in sent:
+            txn = await world.transaction(hook["id"], event_id)
+            (attempt,) = txn["delivery_attempts"]
+            states.append((txn["state"], txn["attempts"], attempt["status_code"]))
+            if txn["state"] == "finished":
+                assert attempt["status_code"] == 200
+                assert [h["enter_state"] for h in txn["history"]] == ["pending", "finished"]
+            else:  # failed once: pending again, for the schedule's next delay
+                assert txn["state"] == "pending"
+                assert attempt["status_code"] == 500
+                assert [h["enter_state"] for h in txn["history"]] == ["pending"]
+        assert sorted(s[0] for s in states) == ["finished"] * 4 + ["pending"] * 4
+        assert {s[1] for s in states} == {1}
+
+
+async def test_a_consumer_whose_last_attempt_failed_is_failing_whatever_came_before(
+    world: World,
+) -> None:
+    async with Receiver() as receiver:
+        hook = await world.hook(receiver.url("/hook"))
+        receiver.enqueue(Reply(200), Reply(200), Reply(500))
+        for i in range(3):
+            await world.send(user_id=f"u{i}")
+        await world.deliver()
+        failing = await world.consumer(hook["id"])
+        assert failing["failing_since"] is not None
+
+        receiver.enqueue(Reply(500), Reply(200))
+        for i in range(2):
+            await world.send(user_id=f"v{i}")
+        await world.deliver()
+        healthy = await world.consumer(hook["id"])
+        # The batch ended in a success: healthy again, as if recorded one by one.
+        assert healthy["failing_since"] is None
+
+
+async def test_a_delivery_that_waited_too_long_for_a_slot_is_handed_back_not_sent(
+    store: Store, settings: Settings
+) -> None:
+    async with (
+        open_world(store, settings, consumer_concurrency=1) as world,
+        Receiver() as receiver,
+    ):
+        receiver.enqueue(Reply(200, delay_seconds=0.3))
+        hook = await world.hook(receiver.url("/hook"), timeout_seconds=1)
+        first = await world.send(user_id="u1")
+        second = await world.send(user_id="u2")
+
+        assert await world.worker.run_once() == 2  # both leased; one slot: one waits
+        await receiver.wait_for(1)
+        # While the first is in flight, 15 s pass: the second's lease (1 s timeout + 30 s)
+        # no longer leaves the 20 s its attempt and its recording may take.
+        world.frozen.advance(15)
+        await world.worker.drain()
+        assert [delivered_id(r) for r in receiver.requests] == [first]
+
+        # Handed back with the next round, and claimed again by it: sent once, now.
+        assert await world.deliver() == 1
+        assert [delivered_id(r) for r in receiver.requests] == [first, second]
+        txn = await world.transaction(hook["id"], second)
+        assert txn["state"] == "finished"
+        assert txn["attempts"] == 1
+
+
+async def test_a_pulse_during_a_round_is_not_slept_through() -> None:
+    notifier = Notifier()
+    seen = notifier.generation
+    notifier.pulse()  # new work arrives while the worker is still looking for work
+
+    assert await asyncio.wait_for(notifier.wait(30, since=seen), 1)
+    assert not await notifier.wait(0.01, since=notifier.generation)
+
+
+async def test_a_separate_worker_on_sqlite_is_woken_by_another_connections_commit(
+    tmp_path: Any,
+) -> None:
+    from eventyard.delivery.notify import SqliteWatcher
+    from eventyard.store import open_store
+
+    url = f"sqlite:///{tmp_path}/eventyard.db"
+    writer = open_store(url)
+    notifier = Notifier()
+    notifier.bind(asyncio.get_running_loop())
+    watcher = SqliteWatcher(url, notifier)
+    watcher.start()
+    try:
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(notifier.wait(30))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # nothing committed: nothing to wake for
+        # Another connection (here another Store; in production another process) commits.
+        await writer.write(lambda db: db.execute("CREATE TABLE t (x INTEGER)"))
+        assert await asyncio.wait_for(waiting, 5)
+    finally:
+        watcher.stop()
+        writer.close()
+
+
+async def test_a_running_worker_delivers_a_burst_with_batched_claims(
+    store: Store, settings: Settings
+) -> None:
+    async with (
+        open_world(store, settings, clock=SystemClock(), consumer_concurrency=4) as world,
+        Receiver() as receiver,
+    ):
+        await world.hook(receiver.url("/hook"))
+        sent = [await world.send(user_id=f"u{i}") for i in range(60)]
+        running = asyncio.create_task(world.worker.run())
+        try:
+            arrived = await receiver.wait_for(60, within=20)
+            assert sorted(delivered_id(r) for r in arrived) == sorted(sent)
+            await asyncio.sleep(0.3)
+            assert len(receiver.requests) == 60  # none twice
+        finally:
+            await world.worker.stop(grace_seconds=5)
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
