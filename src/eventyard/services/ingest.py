@@ -48,7 +48,7 @@ EVENT_FIELDS = {"trigger", "user_id", "payload", "timestamp", "idempotency_key"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-@dataclass
+@dataclass(slots=True)
 class ItemResult:
     """The fate of one item: exactly one of `stored` or `errors` is set."""
 
@@ -61,7 +61,7 @@ class ItemResult:
         self.errors, self.code, self.status = list(errors), code, status
 
 
-@dataclass
+@dataclass(slots=True)
 class _Checked:
     index: int
     draft: EventDraft
