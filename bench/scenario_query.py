@@ -41,7 +41,15 @@ from urllib.parse import quote
 import orjson
 import psycopg
 from scenario import Figure, ScenarioContext
-from servers import BENCH_DIR, Server, Servers, eventyard_init, postgres_available, scratch_database
+from servers import (
+    BENCH_DIR,
+    Server,
+    Servers,
+    eventyard_init,
+    postgres_available,
+    scratch_database,
+    source_at,
+)
 from wrkload import WrkResult, run_wrk
 
 from eventyard.ids import new_ulid
@@ -370,7 +378,6 @@ def direct_sql(
         capture_output=True,
         text=True,
         check=True,
-        env=ctx.servers.env,
         timeout=seconds + 120,
     )
     result: dict[str, float] = orjson.loads(proc.stdout.strip().splitlines()[-1])
@@ -389,12 +396,26 @@ def wrk_run(ctx: ScenarioContext, server: Server, paths: Path, key: str, seconds
     )
 
 
-def _wrk_figures(result: WrkResult) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_load(
+    ctx: ScenarioContext, server: Server, paths: Path, key: str, seconds: int
+) -> dict[str, float]:
+    """One wrk run; with the server's CPU time per request, which other work on a shared
+    machine disturbs far less than the rate and the latencies."""
+    cpu = cpu_seconds(server.pid)
+    result = wrk_run(ctx, server, paths, key, seconds)
+    cpu = cpu_seconds(server.pid) - cpu
     return {
         "rate": result.requests_per_s,
         "p50_ms": result.p50_ms,
         "p99_ms": result.p99_ms,
         "errors": float(result.errors),
+        "cpu_us_per_request": 1e6 * cpu / max(result.requests, 1),
     }
 
 
@@ -402,6 +423,7 @@ def _log(backend: str, scenario: str, target: str, what: str, run: dict[str, flo
     print(
         f"{backend:8} {scenario[:44]:44} {target:18} {what:8} {run['rate']:9,.0f}/s"
         f"  p50 {run['p50_ms']:6.2f} ms  p99 {run['p99_ms']:6.2f} ms"
+        + (f"  cpu {run['cpu_us_per_request']:5.0f} µs/req" if "cpu_us_per_request" in run else "")
         + (f"  ⚠ errors {run['errors']:.0f}" if run.get("errors") else ""),
         file=sys.stderr,
         flush=True,
@@ -437,7 +459,7 @@ def run(ctx: ScenarioContext, rows: int = 1_000_000, only: list[str] | None = No
                     result = direct_sql(ctx, seeded.project_id, paths, ctx.duration)
                 else:
                     target, auth = (server, key) if figure is ev else (ceiling, "-")
-                    result = _wrk_figures(wrk_run(ctx, target, paths, auth, ctx.duration))
+                    result = measured_load(ctx, target, paths, auth, ctx.duration)
                 figure.runs.append(result)
                 _log(ctx.backend, scenario.name, figure.target, f"{n + 1}/{ctx.runs}", result)
         ev.extra["server_rss_mb"] = server.rss_mb()
@@ -446,6 +468,8 @@ def run(ctx: ScenarioContext, rows: int = 1_000_000, only: list[str] | None = No
 
 
 def start_ceiling_app(ctx: ScenarioContext, project_id: str) -> Server:
+    # The ceilings import the working tree's eventyard (for `event_query_sql`), also when
+    # eventyard itself is served from another commit (run.py --ref).
     from servers import free_port
 
     port = free_port()
@@ -453,7 +477,7 @@ def start_ceiling_app(ctx: ScenarioContext, project_id: str) -> Server:
         sys.executable, str(BENCH_DIR / "ceiling_query_app.py"), "--port", str(port),
         "--database-url", ctx.database_url, "--project-id", project_id,
     ]  # fmt: skip
-    return ctx.servers.start(f"ceiling-query-{ctx.backend}", command, port, env=ctx.servers.env)
+    return ctx.servers.start(f"ceiling-query-{ctx.backend}", command, port)
 
 
 # ---- standalone -----------------------------------------------------------------------------
@@ -483,6 +507,9 @@ def main() -> int:
     parser.add_argument("--load-cpu", default="1")
     parser.add_argument("--only", action="append", help="run scenarios whose name has this text")
     parser.add_argument(
+        "--ref", help="serve eventyard from this git commit (the ceilings: the tree)"
+    )
+    parser.add_argument(
         "--workdir", type=Path, help="keep the scratch files (and the SQLite seed cache) here"
     )
     parser.add_argument(
@@ -501,7 +528,11 @@ def main() -> int:
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eventyard-q-")))
         url = stack.enter_context(_database(args.backend, workdir, args.postgres_url))
-        servers = stack.enter_context(Servers(workdir, args.server_cpu))
+        env = None
+        if args.ref:
+            (workdir / f"ref-{os.getpid()}").mkdir()
+            env = source_at(args.ref, workdir / f"ref-{os.getpid()}")[0]
+        servers = stack.enter_context(Servers(workdir, args.server_cpu, env))
         ctx = ScenarioContext(
             backend=args.backend,
             database_url=url,
@@ -517,11 +548,15 @@ def main() -> int:
         )
         figures = run(ctx, rows=args.rows, only=args.only)
     print()
-    print("| scenario | target | rate | p50 ms | p99 ms |")
-    print("|---|---|---:|---:|---:|")
+    print("| scenario | target | rate | p50 ms | p99 ms | CPU µs/request |")
+    print("|---|---|---:|---:|---:|---:|")
     for f in figures:
         rate, p50, p99 = f.median("rate"), f.median("p50_ms"), f.median("p99_ms")
-        print(f"| {f.scenario} | {f.target} | {rate:,.0f} {f.unit} | {p50:.2f} | {p99:.2f} |")
+        cpu = f.median("cpu_us_per_request")
+        print(
+            f"| {f.scenario} | {f.target} | {rate or 0:,.0f} {f.unit} | {p50 or 0:.2f}"
+            f" | {p99 or 0:.2f} | {'' if cpu is None else f'{cpu:,.0f}'} |"
+        )
     for note in ctx.notes:
         print(f"- {note}")
     return 0
