@@ -1,7 +1,7 @@
 """The worker claims deliveries in batches and records attempts in batches: what a user must
 not be able to tell from one-at-a-time, and the guards that come with holding leases longer.
 
-A round leases up to eight times a consumer's concurrency, but no more attempts than its
+A round leases up to sixteen times a consumer's concurrency, but no more attempts than its
 concurrency are in flight; results are written together, each with its own attempt, history
 and consequence, and the consumer's health follows them in the order they ended. A lease
 that waited so long for a slot that it could run out before its attempt is recorded is
@@ -22,6 +22,7 @@ from eventyard.clock import SystemClock
 from eventyard.delivery.notify import Notifier
 from eventyard.settings import Settings
 from eventyard.store import Store
+from eventyard.store.transactions import transactions_of_event
 from tests.integration.delivery_fixtures import World, delivered_id, open_world
 from tests.receiver import Receiver, Reply
 
@@ -198,3 +199,26 @@ async def test_a_running_worker_delivers_a_burst_with_batched_claims(
             running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running
+
+
+async def test_an_attempt_ending_after_an_operator_closed_its_transaction_changes_nothing(
+    world: World,
+) -> None:
+    async with Receiver(default=Reply(200, delay_seconds=0.3)) as receiver:
+        hook = await world.hook(receiver.url("/hook"))
+        event_id = await world.send()
+        assert await world.worker.run_once() == 1
+        await receiver.wait_for(1)  # in flight: the answer comes in 0.3 s
+        before = await world.transaction(hook["id"], event_id)
+        deleted = await world.api.client.delete(
+            f"/v1/consumers/{hook['id']}", headers=world.api.auth()
+        )
+        assert deleted.status_code == 200, deleted.text
+        await world.worker.drain()
+
+        (txn,) = await world.services.store.read(lambda db: transactions_of_event(db, event_id))
+        assert txn.state == "failed"  # closed by the deletion, not finished by the attempt
+        assert txn.attempts == 0
+        assert txn.delivery_attempts == ()
+        assert [h.enter_state for h in txn.history] == ["pending", "failed"]
+        assert before["state"] == "pending"

@@ -52,7 +52,7 @@ LEASE_MARGIN_US = 30 * 1_000_000  # beyond the attempt's own timeout
 # An attempt starts only while its lease outlasts its timeout by this much, left for
 # recording it: a claimed delivery may wait for a slot LEASE_MARGIN - RECORD_MARGIN at most.
 RECORD_MARGIN_US = 20 * 1_000_000
-PREFETCH = 8  # leases a consumer may hold, as a multiple of its concurrency
+PREFETCH = 16  # leases a consumer may hold, as a multiple of its concurrency
 HOUSEKEEPING_EVERY_S = 5.0
 IDLE_WAIT_S = 1.0
 
@@ -262,7 +262,9 @@ class DeliveryWorker:
         else:
             del self._held[consumer_id]
         limit = self._settings.consumer_concurrency * PREFETCH
-        if consumer_id in self._full and held <= limit // 2:
+        # Claim again while a quarter is gone, not when the queue runs dry: the next batch
+        # comes while the rest of this one is sent.
+        if consumer_id in self._full and held <= limit - limit // 4:
             self._room.set()
 
     def _end_attempt(self, consumer: Consumer) -> None:

@@ -347,20 +347,20 @@ def record_attempts(db: Db, records: Sequence[AttemptRecord]) -> list[bool]:
     whether it was recorded.
 
     One that is no longer pending (an operator acted on it while the attempt was in flight)
-    changes nothing and gets False. On PostgreSQL the rows are locked first, so the check and
-    the change see the same state; SQLite's writer holds the database already.
+    changes nothing and gets False. SQLite's writer holds the database, so reading which are
+    still pending and then changing them is safe there; PostgreSQL does it all in one
+    statement, whose UPDATE checks each row's state under the row's lock.
     """
     if not records:
         return []
+    if db.backend == "postgres":
+        return _record_attempts_postgres(db, records)
     ids = [r.txn.id for r in records]
     marks = ", ".join("?" for _ in ids)
-    lock = " FOR UPDATE" if db.backend == "postgres" else ""
     pending = {
         row["id"]
         for row in db.all(
-            f"SELECT id FROM transactions WHERE id IN ({marks}) AND state = 'pending'"
-            f" ORDER BY id{lock}",
-            ids,
+            f"SELECT id FROM transactions WHERE id IN ({marks}) AND state = 'pending'", ids
         )
     }
     kept = [r for r in records if r.txn.id in pending]
@@ -407,6 +407,45 @@ def record_attempts(db: Db, records: Sequence[AttemptRecord]) -> list[bool]:
         ((r.txn.id, "pending", r.outcome, r.now, "worker") for r in kept if r.outcome != "pending"),
     )
     return [r.txn.id in pending for r in records]
+
+
+# One statement of fixed text for a whole batch (one array a column): the transactions still
+# pending are updated — the UPDATE re-checks each row's state under its lock — and only those
+# get their attempt and, when it ended them, their history row. One round trip.
+_RECORD_POSTGRES = (
+    "WITH v AS (SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::bigint[],"
+    " ?::bigint[], ?::bigint[], ?::bigint[], ?::text[], ?::text[])"
+    " AS v(id, attempt, outcome, next_at, at, status_code, duration_ms, excerpt, error)),"
+    " done AS (UPDATE transactions t SET attempts = v.attempt,"
+    " state = CASE WHEN v.outcome = 'pending' THEN t.state ELSE v.outcome END,"
+    " schedule_index = t.schedule_index + CASE WHEN v.outcome = 'pending' THEN 1 ELSE 0 END,"
+    " next_attempt_at = CASE WHEN v.outcome = 'pending' THEN v.next_at END,"
+    " lease_expires_at = NULL, updated_at = v.at"
+    " FROM v WHERE t.id = v.id AND t.state = 'pending' RETURNING t.id),"
+    " attempts AS (INSERT INTO delivery_attempts (transaction_id, attempt, at, status_code,"
+    " duration_ms, response_excerpt, error) SELECT v.id, v.attempt, v.at, v.status_code,"
+    " v.duration_ms, v.excerpt, v.error FROM v JOIN done ON done.id = v.id),"
+    " history AS (INSERT INTO transaction_history (transaction_id, exit_state, enter_state,"
+    " at, actor) SELECT v.id, 'pending', v.outcome, v.at, 'worker' FROM v"
+    " JOIN done ON done.id = v.id WHERE v.outcome <> 'pending')"
+    " SELECT id FROM done"
+)
+
+
+def _record_attempts_postgres(db: Db, records: Sequence[AttemptRecord]) -> list[bool]:
+    columns = [
+        [r.txn.id for r in records],
+        [r.txn.attempts + 1 for r in records],
+        [r.outcome for r in records],
+        [r.next_attempt_at for r in records],
+        [r.now for r in records],
+        [r.status_code for r in records],
+        [r.duration_ms for r in records],
+        [r.response_excerpt for r in records],
+        [r.error for r in records],
+    ]
+    done = {row["id"] for row in db.all(_RECORD_POSTGRES, columns)}
+    return [r.txn.id in done for r in records]
 
 
 def record_attempt(
