@@ -209,7 +209,7 @@ def _worst(figures: list[Figure], name: str, limit: float, label: str, backend: 
         one_slot = len({f.scenario for _, f in measured}) == 1
         parts = [] if one_slot else [figure.scenario]
         parts += [] if figure.target == "eventyard" else [figure.target]
-        where = f" ({', '.join(parts)})" if parts else ""
+        where = f": {', '.join(parts)}" if parts else ""
     return Check(label, backend, f"{value:.2f} ms{where}", value < limit)
 
 
@@ -348,7 +348,9 @@ def _format(name: str, value: float | None) -> str:
 
 
 def _column(name: str) -> str:
-    return name.removesuffix("_ms").removesuffix("_fraction").replace("_", " ")
+    for suffix in ("_ms", "_fraction", "_mb"):
+        name = name.removesuffix(suffix)
+    return name.replace("_", " ")
 
 
 def scenario_table(results: list[ScenarioResult]) -> str:

@@ -386,7 +386,7 @@ def _nginx_version() -> str | None:
     if nginx is None:
         return None
     proc = subprocess.run([nginx, "-v"], capture_output=True, text=True, check=False)
-    return proc.stderr.strip().removeprefix("nginx version: ") or None
+    return proc.stderr.strip().removeprefix("nginx version: ").removeprefix("nginx/") or None
 
 
 def _postgres_version(url: str) -> str | None:
