@@ -370,10 +370,16 @@ class DeliveryWorker:
             )
             for item in batch
         ]
-        recorded = txn_sql.record_attempts(db, records)
+        # A consumer whose every attempt here succeeded is healthy, whatever is recorded:
+        # on PostgreSQL that goes in the same round trip as the attempts.
+        failed = {item.consumer.id for item in batch if not item.result.ok}
+        healthy = {item.consumer.id for item in batch} - failed  # marked healthy by this batch
+        with db.pipeline():
+            for consumer_id in sorted(healthy):
+                consumer_sql.mark_healthy(db, consumer_id)
+            recorded = txn_sql.record_attempts(db, records)
         disable_after = self._settings.disable_failing_after_seconds * 1_000_000
         disabled: list[tuple[Consumer, bool]] = []
-        healthy: set[str] = set()  # consumers already marked healthy by this batch
         # In the order the attempts ended, as if each were recorded alone; a run of successes
         # marks its consumer healthy once.
         for item, kept in zip(batch, recorded, strict=True):

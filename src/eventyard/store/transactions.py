@@ -33,6 +33,8 @@ _COLUMNS = (
     " schedule_index, next_attempt_at, lease_expires_at, created_at, updated_at"
 )
 _UNSET = object()
+_EVENT_NAMES = [c.strip() for c in EVENT_COLUMNS.split(",")]
+_EVENT_ALIASED = ", ".join(f"e.{c} AS e_{c}" for c in _EVENT_NAMES)
 
 
 def _transaction(
@@ -266,14 +268,29 @@ def _claim(
     where_params: Sequence[Any],
     limit: int,
 ) -> list[tuple[Transaction, Event]]:
-    lock = " FOR UPDATE SKIP LOCKED" if db.backend == "postgres" else ""
-    rows = db.all(
-        f"UPDATE transactions SET {set_sql} WHERE id IN ("
-        f" SELECT id FROM transactions WHERE consumer_id = ? AND {where_sql}"
-        f" ORDER BY next_attempt_at, id LIMIT ?{lock}) RETURNING {_COLUMNS}",
-        [*set_params, consumer_id, *where_params, limit],
+    choose = (
+        f"SELECT id FROM transactions WHERE consumer_id = ? AND {where_sql}"
+        " ORDER BY next_attempt_at, id LIMIT ?"
     )
-    events = _events_by_id(db, [r["event_id"] for r in rows])
+    params = [*set_params, consumer_id, *where_params, limit]
+    if db.backend == "postgres":
+        # The claim and its events in one round trip: the claimed rows joined to their
+        # events, the events' columns under an `e_` prefix.
+        rows = db.all(
+            f"WITH c AS (UPDATE transactions SET {set_sql} WHERE id IN ({choose}"
+            f" FOR UPDATE SKIP LOCKED) RETURNING {_COLUMNS})"
+            f" SELECT c.*, {_EVENT_ALIASED} FROM c JOIN events e ON e.id = c.event_id",
+            params,
+        )
+        events = {
+            r["event_id"]: event_from_row({c: r[f"e_{c}"] for c in _EVENT_NAMES}) for r in rows
+        }
+    else:
+        rows = db.all(
+            f"UPDATE transactions SET {set_sql} WHERE id IN ({choose}) RETURNING {_COLUMNS}",
+            params,
+        )
+        events = _events_by_id(db, [r["event_id"] for r in rows])
     rows.sort(key=lambda r: (r["next_attempt_at"] or 0, r["id"]))
     return [(_transaction(r), events[r["event_id"]]) for r in rows if r["event_id"] in events]
 
