@@ -13,7 +13,7 @@ from eventyard.domain.models import Environment
 from eventyard.services.container import Services
 from eventyard.store.db import Db
 from eventyard.store.event_rows import EVENT_COLUMNS, event_from_row
-from eventyard.store.events import EventQuery, query_event_rows
+from eventyard.store.events import EventQuery, query_event_rows, query_events
 from eventyard.views import event_json
 from tests.conftest import Api
 
@@ -82,12 +82,28 @@ async def test_the_page_is_event_json_of_each_event(api: Api, services: Services
 async def test_page_json_matches_event_json_for_rows_of_either_backend(
     api: Api, services: Services
 ) -> None:
-    """psycopg hands rows over as dicts, sqlite3 as Row sequences: both are written alike."""
+    """psycopg's rows come as tuples here, sqlite3's as Rows: both are written alike."""
     for i in range(3):
         await api.send("signup", f"u{i}", timestamp=TIMES[i], payload=PAYLOADS[i])
-    rows = await services.store.read(
-        lambda db: query_event_rows(db, api.project_id, Environment.TEST, EventQuery(limit=10), 0)
-    )
+    query = EventQuery(limit=10)
+    env = Environment.TEST
+    rows = await services.store.read(lambda db: query_event_rows(db, api.project_id, env, query, 0))
+    events = await services.store.read(lambda db: query_events(db, api.project_id, env, query, 0))
     assert len(rows) == 3
-    expected = {"data": [event_json(event_from_row(r)) for r in rows], "next_cursor": "c"}
+    expected = {"data": [event_json(e) for e in events], "next_cursor": "c"}
     assert orjson.loads(page_json(rows, "c")) == orjson.loads(orjson.dumps(expected))
+
+
+async def test_next_cursor_continues_below_the_last_row(api: Api) -> None:
+    for i in range(5):
+        await api.send("signup", f"u{i}", timestamp=f"2026-03-01T00:00:0{i}.5Z")
+    first = (await api.get("/v1/events", params={"limit": "2"})).json()
+    second = (
+        await api.get("/v1/events", params={"limit": "2", "cursor": first["next_cursor"]})
+    ).json()
+    third = (
+        await api.get("/v1/events", params={"limit": "2", "cursor": second["next_cursor"]})
+    ).json()
+    users = [e["user_id"] for page in (first, second, third) for e in page["data"]]
+    assert users == ["u4", "u3", "u2", "u1", "u0"]
+    assert third["next_cursor"] is None

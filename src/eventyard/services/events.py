@@ -12,6 +12,7 @@ import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 
@@ -21,8 +22,7 @@ from eventyard.domain.timeparse import MAX_US, MIN_US
 from eventyard.errors import EventNotFound, InvalidCursor
 from eventyard.store import Store
 from eventyard.store import events as event_sql
-from eventyard.store.db import Row
-from eventyard.store.event_rows import event_from_row
+from eventyard.store.event_rows import EVENT_COLUMNS
 from eventyard.store.events import EventQuery
 
 MAX_PAGE = 1000
@@ -70,10 +70,14 @@ class Page:
 
 @dataclass(frozen=True)
 class RowPage:
-    """A page of events as stored (rows of `EVENT_COLUMNS`), for answering it as JSON."""
+    """A page of events as stored (sequences in `EVENT_COLUMNS` order), to answer as JSON."""
 
-    rows: list[Row]
+    rows: list[Sequence[Any]]
     next_cursor: str | None
+
+
+_COLUMNS = [c.strip() for c in EVENT_COLUMNS.split(",")]
+_TIMESTAMP, _ID = _COLUMNS.index("timestamp"), _COLUMNS.index("id")
 
 
 class EventService:
@@ -93,8 +97,17 @@ class EventService:
         return event
 
     async def list(self, principal: Principal, query: EventQuery) -> Page:
-        page = await self.list_rows(principal, query)
-        return Page([event_from_row(r) for r in page.rows], page.next_cursor)
+        project_id, env = principal.project_id, principal.environment
+        now = self._clock.now_us()
+        # One more than asked tells whether another page exists.
+        probe = replace(query, limit=query.limit + 1)
+        events = await self._store.read(
+            lambda db: event_sql.query_events(db, project_id, env, probe, now)
+        )
+        if len(events) <= query.limit:
+            return Page(events, None)
+        del events[query.limit :]
+        return Page(events, encode_cursor(events[-1]))
 
     async def list_rows(self, principal: Principal, query: EventQuery) -> RowPage:
         """As `list`, the rows as stored: `GET /v1/events` writes them out without
@@ -110,7 +123,7 @@ class EventService:
             return RowPage(rows, None)
         del rows[query.limit :]
         last = rows[-1]
-        return RowPage(rows, cursor_at(last["timestamp"], last["id"]))
+        return RowPage(rows, cursor_at(last[_TIMESTAMP], last[_ID]))
 
     async def page(self, principal: Principal, query: EventQuery) -> tuple[Sequence[Event], int]:
         """A numbered page (`query.offset`, `query.limit`) and how many events match in all."""

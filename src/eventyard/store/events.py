@@ -5,11 +5,14 @@ Writing events is `event_writes.py`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg.rows import tuple_row
+
 from eventyard.domain.models import Environment, Event
-from eventyard.store.db import Backend, Db, Row
+from eventyard.store.db import Backend, Db, _to_pyformat
 from eventyard.store.event_rows import EVENT_COLUMNS, event_from_row
 
 NO_TRANSACTION = "none"
@@ -111,18 +114,25 @@ def event_query_sql(
 
 def query_event_rows(
     db: Db, project_id: str, environment: Environment, q: EventQuery, now: int
-) -> list[Row]:
-    """As `query_events`, the rows as stored (`EVENT_COLUMNS`): a page answered as JSON
-    needs no `Event` objects, and building them was most of a page's cost."""
+) -> list[Sequence[Any]]:
+    """As `query_events`, the rows as stored, each a sequence in `EVENT_COLUMNS` order: a
+    page answered as JSON needs no `Event` objects, and building them was most of a page's
+    cost. On PostgreSQL they are plain tuples; psycopg's dict rows cost a quarter of it."""
     sql, params = event_query_sql(project_id, environment, q, now, db.backend)
-    return db.all(sql, params)
+    if db.backend == "postgres":
+        with db.conn.cursor(row_factory=tuple_row) as cursor:
+            rows: list[Sequence[Any]] = cursor.execute(_to_pyformat(sql), params).fetchall()
+            return rows
+    rows = db.conn.execute(sql, params).fetchall()  # sqlite3.Row: a sequence, too
+    return rows
 
 
 def query_events(
     db: Db, project_id: str, environment: Environment, q: EventQuery, now: int
 ) -> list[Event]:
     """Events newest first by event time (then id), `limit` of them, after the cursor."""
-    return [event_from_row(r) for r in query_event_rows(db, project_id, environment, q, now)]
+    sql, params = event_query_sql(project_id, environment, q, now, db.backend)
+    return [event_from_row(r) for r in db.all(sql, params)]
 
 
 def count_matching(
