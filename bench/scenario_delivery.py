@@ -103,7 +103,18 @@ def run(
             if ctx.warmup > 0:
                 lag_run(ctx, api, receiver, rate, ctx.warmup)
             for n in range(ctx.runs):
-                lag.runs.append(lag_run(ctx, api, receiver, rate, ctx.duration))
+                spies = []
+                if profile is not None and n == 0:
+                    for server in started:
+                        name = "worker" if server.port == 0 else "serve"
+                        out = profile / f"{ctx.backend}-{name}-{len(started)}-lag.txt"
+                        spies.append(py_spy(server.pid, out))
+                try:
+                    lag.runs.append(lag_run(ctx, api, receiver, rate, ctx.duration))
+                finally:
+                    for spy in spies:
+                        spy.send_signal(signal.SIGINT)
+                        spy.wait(30)
                 _log(ctx, lag, f"run {n + 1}/{ctx.runs}")
             for n in range(ctx.runs):
                 spy = None
