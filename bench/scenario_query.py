@@ -396,6 +396,14 @@ def wrk_run(ctx: ScenarioContext, server: Server, paths: Path, key: str, seconds
     )
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """The most resident memory the process has had (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time of a process (all its threads), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -463,6 +471,7 @@ def run(ctx: ScenarioContext, rows: int = 1_000_000, only: list[str] | None = No
                 figure.runs.append(result)
                 _log(ctx.backend, scenario.name, figure.target, f"{n + 1}/{ctx.runs}", result)
         ev.extra["server_rss_mb"] = server.rss_mb()
+        ev.extra["peak_rss_mb"] = peak_rss_mb(server.pid)
         figures += [ev, app, sql]
     return figures
 
