@@ -1,0 +1,5 @@
+-- Nothing on PostgreSQL: SQLite's 0006 widens events_by_user with trigger_id so that it
+-- checks the trigger in the index entry, but a PostgreSQL index scan checks such a column
+-- only after fetching the row, so the wider index would cost space and buy nothing. (Were an
+-- index to be added here, note that migrations run in a transaction, where CREATE INDEX
+-- CONCURRENTLY cannot: a plain CREATE INDEX blocks writes to events while it builds.)
