@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -222,3 +223,30 @@ async def test_an_attempt_ending_after_an_operator_closed_its_transaction_change
         assert txn.delivery_attempts == ()
         assert [h.enter_state for h in txn.history] == ["pending", "failed"]
         assert before["state"] == "pending"
+
+
+async def test_a_consumer_holding_all_the_leases_it_may_does_not_keep_the_worker_busy(
+    store: Store, settings: Settings
+) -> None:
+    # One slot and sixteen leases at most: with 20 due and the endpoint hanging, the worker
+    # holds 16 and must sleep until one ends, not go back for the other four in a loop.
+    async with (
+        open_world(store, settings, clock=SystemClock(), consumer_concurrency=1) as world,
+        Receiver(default=Reply(hang=True)) as slow,
+    ):
+        await world.hook(slow.url("/slow"), timeout_seconds=10)
+        for i in range(20):
+            await world.send(user_id=f"u{i}")
+        running = asyncio.create_task(world.worker.run())
+        try:
+            await slow.wait_for(1)
+            cpu = time.process_time()
+            await asyncio.sleep(1.5)
+            busy = time.process_time() - cpu
+            assert busy < 0.3, f"the waiting worker used {busy:.2f} s of CPU in 1.5 s"
+            assert len(slow.requests) == 1
+        finally:
+            await world.worker.stop(grace_seconds=0)
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running

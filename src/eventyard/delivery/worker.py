@@ -177,7 +177,8 @@ class DeliveryWorker:
 
         def claim(consumer: Consumer, want: int) -> int:
             free = min(limit - held.get(consumer.id, 0), want)
-            if free <= 0:
+            if free <= 0:  # no room to ask for any: what is due waits for room, not a timer
+                full.add(consumer.id)
                 return 0
             lease_until[consumer.id] = now + self._timeout_us(consumer) + LEASE_MARGIN_US
             got = txn_sql.claim_due_webhooks(
