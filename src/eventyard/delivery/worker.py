@@ -1,23 +1,31 @@
 """The delivery worker: claim due webhook transactions, send them, record what happened.
 
-One round (`run_once`) is one database write: it reads the enabled webhook consumers and,
-for each one with free slots, leases its due transactions (`claim_due_webhooks`: `FOR UPDATE
-SKIP LOCKED` on PostgreSQL, so several workers never send the same transaction at once), and
-when that leaves slots free, finds when the next delivery falls due. Each lease becomes a task
-that signs and POSTs the event; its result joins the attempts waiting to be recorded, and
-those are written together, in one database transaction per batch (`record_attempts`) — none
-is held open across an HTTP call.
+One round (`run_once`) is one database write: it hands back leases it will not use, reads
+the enabled webhook consumers and, for each one with room, leases a batch of its due
+transactions (`claim_due_webhooks`: `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several
+workers never send the same transaction at once), and for the consumers that got less than
+they asked, finds when their next delivery falls due. A consumer may hold PREFETCH times
+`consumer_concurrency` leases, so claims come in batches rather than one per freed slot.
 
-A consumer may have at most `consumer_concurrency` attempts in flight (a slot is taken from
-the claim until its HTTP exchange ends), so an endpoint that hangs fills its own slots and
-nobody else's; the worker as a whole holds at most `worker_concurrency` attempts, sending or
-being recorded. Between rounds the worker sleeps until new transactions are committed (a
-`Notifier` pulse from ingest in this process, PostgreSQL's NOTIFY from another, or on SQLite
-a change of the database file seen by `SqliteWatcher`), a slot frees, the next retry falls
-due, or a second passes. A pulse that comes while a round runs is not lost: the round notes
-the notifier's generation first, and the sleep returns at once if it moved. An expired
-lease (a worker that died mid-attempt) makes the transaction due again, so delivery is
-at-least-once; the `webhook-id` header, stable across attempts, lets receivers drop repeats.
+Leased deliveries wait in a queue per consumer for a slot: at most `consumer_concurrency`
+attempts to one consumer are in flight, and `worker_concurrency` in all, so an endpoint that
+hangs fills its own slots and nobody else's; slots go to the least busy consumer first, and
+one over its fair share of the worker leaves the last quarter of the slots to the others. A
+slot is held from the start of the attempt until its HTTP exchange ends; the result then
+joins the attempts waiting to be recorded, written together, one database write a batch
+(`record_attempts`). No database transaction is held open across an HTTP call. A delivery
+whose lease would no longer outlast its attempt and its recording by the time it gets a slot
+is handed back unsent (the next round releases it), as is everything queued when the worker
+stops.
+
+Between rounds the worker sleeps until new transactions are committed (a `Notifier` pulse
+from ingest in this process, PostgreSQL's NOTIFY from another, or on SQLite a change of the
+database file seen by `SqliteWatcher`), a consumer that may have more due has room again,
+the next retry falls due, or a second passes. A pulse that comes while a round runs is not
+lost: the round notes the notifier's generation first, and the sleep returns at once if it
+moved. An expired lease (a worker that died mid-attempt) makes the transaction due again, so
+delivery is at-least-once; the `webhook-id` header, stable across attempts, lets receivers
+drop repeats.
 """
 
 from __future__ import annotations
