@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -237,3 +238,82 @@ def test_the_writer_merges_neighbouring_ops_and_keeps_order_and_isolation(
     assert calls[:2] == [[1, 2], [3, 13]]
     assert order[:5] == ["m1", "m2", "plain", "m3", "m13"]
     assert sorted(map(tuple, calls[2:])) == [(1,), (2,), (3,), (13,)]
+
+
+def test_transactions_keep_each_requests_own_time(db: Db, project: Project) -> None:
+    """Requests stored together still date their transactions by their own receipt."""
+    db.begin()
+    insert_consumer(db, _pull_consumer(project, None))
+    db.commit()
+    now = SystemClock().now_us()
+    db.begin()
+    written = store_event_writes(
+        db,
+        [
+            _write(project, _draft("u1", None), at=now),
+            _write(project, _draft("u2", None), at=now + 250_000),  # queued behind the first
+        ],
+    )
+    db.commit()
+    for w in written:
+        event = w.results[0].event
+        assert event is not None
+        [txn] = transactions_of_event(db, event.id)
+        assert txn.created_at == event.received_at
+        assert txn.next_attempt_at == event.received_at
+        assert [h.at for h in txn.history] == [event.received_at]
+
+
+@pytest.mark.postgres
+def test_two_processes_reclaiming_an_expired_key_do_not_both_take_it(
+    store_url: str, store: object, db: Db, project: Project
+) -> None:
+    """The second to reclaim a key past its window finds the first's claim, not a free key."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("one writer per SQLite database: no other process can race it")
+    now = SystemClock().now_us()
+    db.begin()
+    store_event_writes(db, [_write(project, _draft("u0", "kx"), at=now, window=10)])
+    db.commit()
+
+    other = connect(store_url, writer=True)
+    read_owner, paused = threading.Event(), threading.Event()
+    plain_one = other.one
+
+    def one_then_wait(sql: str, params: Sequence[Any] = ()) -> Any:
+        row = plain_one(sql, params)
+        if "FROM idempotency_keys" in sql:  # it has read the expired owner: hold it there
+            read_owner.set()
+            paused.wait(10)
+        return row
+
+    other.one = one_then_wait  # type: ignore[method-assign]
+    theirs: list[Any] = []
+
+    def second_process() -> None:
+        other.begin()
+        theirs.extend(
+            store_event_writes(other, [_write(project, _draft("u2", "kx", 2), at=now + 1000)])
+        )
+        other.commit()
+
+    thread = threading.Thread(target=second_process)
+    thread.start()
+    try:
+        assert read_owner.wait(10)
+        db.begin()
+        [mine] = store_event_writes(db, [_write(project, _draft("u1", "kx", 1), at=now + 1000)])
+        db.commit()
+        paused.set()
+        thread.join(10)
+    finally:
+        paused.set()
+        other.close()
+    first, second = mine.results[0], theirs[0].results[0]
+    assert first.outcome is Outcome.ACCEPTED
+    assert first.event is not None
+    assert (second.outcome, second.original_id) == (Outcome.CONFLICT, first.event.id)
+    owner = db.scalar(
+        "SELECT event_id FROM idempotency_keys WHERE project_id = ? AND key = 'kx'", (project.id,)
+    )
+    assert owner == first.event.id

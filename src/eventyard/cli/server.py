@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from eventyard import heap
 from eventyard.cli.database import DB_OPTION, print_compact_json, settings_from_env, with_store
 from eventyard.cli.root import main
 from eventyard.settings import Settings
@@ -38,6 +39,7 @@ def serve(host: str | None, port: int | None, no_worker: bool, database_url: str
     store = _open_for_service(settings)
     runtime = Runtime(store, settings, with_worker=not no_worker)
     app = create_app(runtime.services, on_startup=runtime.start, on_shutdown=runtime.stop)
+    heap.settle()
     click.echo(
         f"eventyard listening on http://{settings.host}:{settings.port} "
         f"({store.backend}: {_redact(settings.database_url)})",
@@ -67,9 +69,11 @@ def worker(database_url: str | None) -> None:
 
     settings = settings_from_env(database_url=database_url)
     store = _open_for_service(settings)
+    runtime = Runtime(store, settings, with_worker=True)
+    heap.settle()
     click.echo(f"eventyard worker delivering from {_redact(settings.database_url)}", err=True)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(Runtime(store, settings, with_worker=True).run_worker_forever())
+        asyncio.run(runtime.run_worker_forever())
 
 
 def _open_for_service(settings: Settings) -> Store:

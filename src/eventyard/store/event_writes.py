@@ -283,10 +283,12 @@ def _claim_one(db: Db, item: _Item, by_id: dict[str, Event]) -> Stored | None:
     )
     assert row is not None  # the key is held: by the database or by this group
     if row["expires_at"] <= item.new.received_at:
-        # The earlier use is outside the window: the key is free again.
-        db.execute(
+        # The earlier use is outside the window: the key is free again — unless another
+        # process reclaimed it since we read it (the update names the owner we read, and
+        # finds no row if it changed): then settle against the new owner.
+        cursor = db.execute(
             "UPDATE idempotency_keys SET event_id = ?, body_hash = ?, expires_at = ?"
-            " WHERE project_id = ? AND environment = ? AND key = ?",
+            " WHERE project_id = ? AND environment = ? AND key = ? AND event_id = ?",
             (
                 item.id,
                 d.body_hash,
@@ -294,9 +296,12 @@ def _claim_one(db: Db, item: _Item, by_id: dict[str, Event]) -> Stored | None:
                 write.project_id,
                 env,
                 d.idempotency_key,
+                row["event_id"],
             ),
         )
-        return None
+        if cursor.rowcount == 1:
+            return None
+        return _claim_one(db, item, by_id)
     original_id: str = row["event_id"]
     same = row["body_hash"] == d.body_hash or _same_event_retimed(db, d, row, by_id)
     original = by_id.get(original_id) or get_event(
@@ -343,6 +348,7 @@ def _create_transactions(
             group[0].new.received_at,
             by,
             default_first_delay_us=first_delay,
+            received=[item.new.received_at for item in group],  # each request's own time
         )
         for event_id, trigger in pairs:
             n = sum(1 for c in consumers if c.wants(trigger))

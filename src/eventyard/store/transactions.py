@@ -78,17 +78,22 @@ def create_for_events(
     now: int,
     by: str,
     default_first_delay_us: int = 0,
+    *,
+    received: Sequence[int] | None = None,
 ) -> int:
     """A pending transaction for each (event id, trigger) and matching consumer; their count.
 
+    Each is made at `now`, or at its event's own time in `received` (one per event) when
+    given: the events of several requests stored together each keep their request's time.
     A webhook transaction is first due after its schedule's first delay: the consumer's own
     schedule, else the server's (`default_first_delay_us`).
     """
+    times = received if received is not None else [now] * len(events)
     rows: list[tuple[Any, ...]] = []
     for consumer in consumers:
         schedule = consumer.retry_schedule
-        due = now + (schedule[0] * 1_000_000 if schedule else default_first_delay_us)
-        for event_id, trigger in events:
+        delay = schedule[0] * 1_000_000 if schedule else default_first_delay_us
+        for (event_id, trigger), at in zip(events, times, strict=True):
             if consumer.wants(trigger):
                 rows.append(
                     (
@@ -98,9 +103,9 @@ def create_for_events(
                         consumer.id,
                         event_id,
                         "pending",
-                        due,
-                        now,
-                        now,
+                        at + delay,
+                        at,
+                        at,
                     )
                 )
     insert = (
@@ -109,7 +114,7 @@ def create_for_events(
     )
     if db.backend == "sqlite" and rows:
         db.executemany(insert + "(?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        add_history(db, ((r[0], None, "pending", now, by) for r in rows))
+        add_history(db, ((r[0], None, "pending", r[7], by) for r in rows))
     if db.backend == "postgres" and rows:
         # The transactions and their history in one statement of fixed text, whatever the
         # number of rows (one array a column): one round trip, parsed and planned once.
@@ -117,9 +122,10 @@ def create_for_events(
         arrays = ", ".join(f"?::{t}[]" for t in ("text",) * 6 + ("bigint",) * 3)
         db.execute(
             f"WITH made AS ({insert.removesuffix(' VALUES ')} SELECT * FROM unnest({arrays})"
-            " RETURNING id) INSERT INTO transaction_history (transaction_id, exit_state,"
-            " enter_state, at, actor) SELECT id, NULL, 'pending', ?, ? FROM made",
-            [*columns, now, by],
+            " RETURNING id, created_at) INSERT INTO transaction_history (transaction_id,"
+            " exit_state, enter_state, at, actor) SELECT id, NULL, 'pending', created_at, ?"
+            " FROM made",
+            [*columns, by],
         )
     return len(rows)
 
