@@ -6,13 +6,13 @@ share for opening the database is in `database`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import sys
 from typing import Any
 
 import click
+import uvloop
 
 from eventyard import heap
 from eventyard.cli.database import DB_OPTION, print_compact_json, settings_from_env, with_store
@@ -73,7 +73,7 @@ def worker(database_url: str | None) -> None:
     heap.settle()
     click.echo(f"eventyard worker delivering from {_redact(settings.database_url)}", err=True)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(runtime.run_worker_forever())
+        uvloop.run(runtime.run_worker_forever())
 
 
 def _open_for_service(settings: Settings) -> Store:
