@@ -9,41 +9,6 @@ results.
 
 
 # ---- TEMPORARY NOTE FOR HELPERS WORKING IN PARALLEL (the lead removes it) ----
-# ## Ground rules (shared by every helper)
-#
-# - Repository: /work/main (git, branch main). Several helpers and the lead work in this SAME
-#   working tree at once. Python venv: /work/main/.venv (use .venv/bin/python, .venv/bin/pytest,
-#   .venv/bin/ruff, .venv/bin/mypy). wrk, nginx and chromium are installed (/usr/bin/wrk,
-#   /usr/sbin/nginx). PostgreSQL: postgresql://postgres@127.0.0.1:5432/test (trust auth; you may
-#   create scratch databases and must drop them).
-# - Read ../shared/DESIGN.md section on performance/quality bars if you need context, and
-#   /work/main/CONTRIBUTING.md for code rules (small modules with one job, thin HTTP handlers,
-#   one error shape, ruff + `mypy --strict` clean).
-# - Commit ONLY files you own, with a message that says why:
-#   `git commit -m "why" -- <paths>`. NEVER `git add -A`, `git commit -a`,
-#   `git stash`, `git reset`, `git checkout -- <file you don't own>`, rebase or amend. If a
-#   file you need to change belongs to someone else, don't edit it: describe the change in your
-#   final report.
-# - Do NOT edit CHANGELOG.md, README.md or docs/ unless your brief says so: put the text you'd
-#   add (user-facing behaviour, settings, figures) in your final report and the lead merges it.
-# - Before each commit: `.venv/bin/ruff check <paths>`, `.venv/bin/ruff format <paths>`,
-#   `.venv/bin/mypy --strict src` (for src changes), and the tests that touch what you changed
-#   (`.venv/bin/pytest -q -p no:cacheprovider tests/...`; the suite runs every storage test on
-#   SQLite and PostgreSQL). Behaviour changes get real tests (real SQLite/PostgreSQL, no mocks
-#   of our storage); performance is measured in bench/, never asserted in timed tests.
-# - The machine has 2 cores and others are benchmarking at the same time: absolute figures
-#   are noisy. Always measure eventyard against a ceiling in the same run and quote ratios and
-#   medians; pin the server with `taskset -c 0` and the load with `taskset -c 1`. Keep load
-#   runs short (5-8 s) so you don't hog the machine. Profile with py-spy
-#   (`.venv/bin/py-spy record -o f.svg --pid P` or `py-spy dump`, `--format speedscope`/raw
-#   text top with `py-spy top`) or pyinstrument before you change code, and after.
-# - Time limit: check `date -u`; you must finish, commit and send your final report by
-#   20:15 UTC. Stop starting new work at 20:00 UTC.
-# - Final report (your last message): what you changed (files, commits), figures before and
-#   after with the exact commands, the profile evidence, what you could not reach and which
-#   part of the design stops it, and any text for docs/performance.md / CHANGELOG.
-# ---- END OF NOTE ----
-
 from __future__ import annotations
 
 import statistics
