@@ -8,7 +8,6 @@ results.
 """
 
 
-# ---- TEMPORARY NOTE FOR HELPERS WORKING IN PARALLEL (the lead removes it) ----
 from __future__ import annotations
 
 import statistics
