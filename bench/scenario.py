@@ -7,7 +7,6 @@ and the ceilings beside it in the same run, and returns one `Figure` per server 
 results.
 """
 
-
 from __future__ import annotations
 
 import statistics
