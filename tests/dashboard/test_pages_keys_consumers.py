@@ -201,21 +201,27 @@ async def test_a_webhook_consumer_lifecycle(
     assert empty.status_code == 200
     assert "No consumers in test yet" in empty.text
 
+    # A loopback URL is refused at the door, as the sender would refuse it.
+    refused = await create_consumer(
+        client, signed, kind="webhook", name="billing", url="http://127.0.0.1:9/hooks"
+    )
+    assert refused.status_code == 422, refused.text
+    assert "127.0.0.1 is a loopback address" in refused.text
+    assert "EVENTYARD_WEBHOOK_ALLOW_PRIVATE=true" in refused.text
+
     made = await create_consumer(
         client,
         signed,
         kind="webhook",
         name="billing",
-        url="http://127.0.0.1:9/hooks",
+        url="http://93.184.215.14:9/hooks",
         triggers="signup, successful_payment",
     )
     made = await shown_once(client, made)
     secrets = WEBHOOK_SECRET.findall(made.text)
     assert len(secrets) == 1
     assert "This is the only time the secret is shown" in made.text
-    # Creation accepts a loopback URL; the sender would refuse it, so the page says so now.
-    assert "Deliveries to this URL will be refused" in made.text
-    assert "EVENTYARD_WEBHOOK_ALLOW_PRIVATE=true" in made.text
+    assert "Deliveries to this URL will be refused" not in made.text
     cid = consumer_id_of(made)
     assert f'href="{signed}/events?consumer={cid}"' in made.text
     principal_consumer = (await services.consumers.list_consumers(await _principal(services, api)))[
@@ -229,7 +235,7 @@ async def test_a_webhook_consumer_lifecycle(
     assert sent.status_code in (200, 201, 202), sent.text
     listed = await client.get(f"{signed}/consumers")
     assert "billing" in listed.text
-    assert "http://127.0.0.1:9/hooks" in listed.text
+    assert "http://93.184.215.14:9/hooks" in listed.text
     assert "state-enabled" in listed.text
     assert re.search(r'<td class="num">1</td>', listed.text), listed.text
     assert secrets[0] not in listed.text

@@ -246,21 +246,8 @@ async def test_a_rotated_secret_signs_alongside_the_new_one_for_the_overlap_only
 # --- destinations, isolation and metrics -------------------------------------------------------
 
 
-async def test_a_private_destination_is_blocked_by_default(
-    store: Store, settings: Settings
-) -> None:
-    async with (
-        open_world(store, settings, webhook_allow_private=False) as world,
-        Receiver() as receiver,
-    ):
-        hook = await world.hook(receiver.url("/hook"))
-        event_id = await world.send()
-        assert await world.deliver() == 1
-        assert receiver.requests == []
-        (attempt,) = (await world.transaction(hook["id"], event_id))["delivery_attempts"]
-        assert attempt["status_code"] is None
-        assert "blocked" in attempt["error"]
-        assert "127.0.0.1" in attempt["error"]
+# Private destinations (refused at creation and at every attempt, redirects not followed):
+# tests/integration/test_webhook_destinations.py.
 
 
 async def test_a_hanging_endpoint_does_not_hold_up_another_consumer(

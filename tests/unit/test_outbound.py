@@ -1,4 +1,7 @@
-"""The private-destination guard: what it refuses, what it lets through. Nothing connects."""
+"""The private-destination guard: what it refuses, what it lets through. Nothing connects.
+
+(A real receiver on 127.0.0.1, redirects and DNS rebinding through the worker:
+tests/integration/test_webhook_destinations.py.)"""
 
 from __future__ import annotations
 
@@ -8,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from eventyard.delivery.outbound import BlockedDestination, check_webhook_url, resolve_public
+from eventyard.delivery.outbound import (
+    BlockedDestination,
+    check_webhook_url,
+    destination_problem,
+    resolve_public,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -31,6 +39,12 @@ BLOCKED = [
     "240.0.0.1",
     "2002:7f00:1::1",  # 6to4 wrapping 127.0.0.1
     "64:ff9b::a9fe:a9fe",  # NAT64 wrapping 169.254.169.254
+    "2001::a9fe:a9fe",  # Teredo
+    "198.18.0.1",  # benchmarking
+    "192.0.2.1",  # documentation
+    "::ffff:169.254.169.254",
+    "fc00::1",
+    "255.255.255.255",
 ]
 
 
@@ -126,3 +140,58 @@ def test_bad_urls_are_refused_with_a_reason(url: str, reason: str) -> None:
     problem = check_webhook_url(url)
     assert problem is not None
     assert reason in problem
+
+
+# --- the same guard at the door: creating or changing a consumer --------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("http://127.0.0.1:8080/hook", "127.0.0.1 is a loopback address"),
+        ("http://[::1]/hook", "::1 is a loopback address"),
+        ("http://169.254.169.254/latest/meta-data/", "a cloud metadata address"),
+        ("http://[fd00:ec2::254]/", "a cloud metadata address"),
+        ("https://10.1.2.3/hook", "a private address"),
+        ("https://[fe80::1]/hook", "a link-local address"),
+        # Names that really resolve (the resolver reads these numeric forms and /etc/hosts).
+        ("http://localhost:8080/hook", "localhost resolves to"),
+        ("http://2130706433/hook", "2130706433 resolves to 127.0.0.1"),
+        ("http://127.1/hook", "127.1 resolves to 127.0.0.1"),
+    ],
+)
+async def test_a_private_destination_is_named_at_the_door(url: str, named: str) -> None:
+    problem = await destination_problem(url, allow_private=False)
+    assert problem is not None
+    assert named in problem
+    assert "EVENTYARD_WEBHOOK_ALLOW_PRIVATE=true" in problem
+    assert await destination_problem(url, allow_private=True) is None
+
+
+async def test_a_public_destination_passes_the_door() -> None:
+    assert await destination_problem("https://93.184.215.14/hook", allow_private=False) is None
+
+
+async def test_a_name_that_does_not_resolve_passes_the_door_and_is_checked_later() -> None:
+    # .invalid never resolves (RFC 6761); each attempt resolves and vets the name again.
+    assert await destination_problem("https://hooks.invalid/x", allow_private=False) is None
+    with pytest.raises(socket.gaierror):
+        await resolve_public("hooks.invalid", 443, allow_private=False)
+
+
+async def test_a_slow_resolver_delays_the_door_by_the_timeout_at_most(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    async def hanging(host: str, port: int, **kwargs: Any) -> list[Any]:
+        await asyncio.sleep(30)
+        return []
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", hanging)
+    started = asyncio.get_running_loop().time()
+    problem = await destination_problem(
+        "https://slow.example.test/", allow_private=False, resolve_seconds=0.2
+    )
+    assert problem is None
+    assert asyncio.get_running_loop().time() - started < 5

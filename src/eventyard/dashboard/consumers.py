@@ -75,8 +75,9 @@ def _notice(req: Request) -> str | None:
 def private_destination(url: str | None) -> str | None:
     """Why the sender will refuse `url` (an IP literal or localhost), or None.
 
-    Creation accepts such a URL — the guard runs when the name is resolved, at delivery — so
-    the page warns at once instead of leaving the operator to find failed attempts later.
+    Creation refuses such a URL, but a consumer made while private destinations were allowed
+    keeps its URL when they no longer are (and a name may resolve differently later): the
+    page warns at once instead of leaving the operator to find failed attempts.
     """
     if not url:
         return None

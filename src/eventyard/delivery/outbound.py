@@ -7,8 +7,15 @@ refuses URLs that are malformed for the purpose; `resolve_public` resolves a hos
 it when any of its addresses is not public (private, loopback, link-local, shared, multicast,
 reserved, unspecified, an IPv6 form that embeds one of those, or a metadata address), unless
 the operator allows private destinations (EVENTYARD_WEBHOOK_ALLOW_PRIVATE=true, for local
-use and tests). The sender then connects to exactly the address that was checked, so a DNS
-answer that changes between the check and the connection (DNS rebinding) cannot get past.
+use and tests). The sender resolves and vets the name again on every attempt and then
+connects to exactly the address that was checked, so a DNS answer that changes after the
+consumer was created, or between the check and the connection (DNS rebinding), cannot get
+past. Redirects are never followed (see `sender`): a 3xx is a failed attempt.
+
+`destination_problem` is the same guard at the door: creating or changing a consumer
+refuses a URL whose host is, or resolves to, a refused address (a 422 naming the address),
+so the mistake shows at once rather than as failed attempts later. A name that does not
+resolve (yet) is accepted there; every attempt checks it again anyway.
 """
 
 from __future__ import annotations
@@ -119,6 +126,33 @@ def _parse_ip(host: str) -> _IPAddress | None:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
+
+
+RESOLVE_AT_CREATION_SECONDS = 2.0  # a slow resolver delays a consumer's creation no longer
+
+
+async def destination_problem(
+    url: str, *, allow_private: bool, resolve_seconds: float = RESOLVE_AT_CREATION_SECONDS
+) -> str | None:
+    """Why a webhook to `url` would be refused as a private destination, or None.
+
+    For a well-formed URL (`check_webhook_url` first): an IP literal is vetted as it is; a
+    name is resolved (for at most `resolve_seconds`) and refused when any address is. A name
+    that does not resolve, or not in time, passes: the sender checks it on every attempt.
+    """
+    if allow_private:
+        return None
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
+    try:
+        async with asyncio.timeout(resolve_seconds):
+            await resolve_public(parts.hostname, parts.port or 443, allow_private=False)
+    except BlockedDestination as exc:
+        return str(exc)
+    except (OSError, TimeoutError, ValueError):  # unresolvable (or an odd IDNA name): not now
+        return None
+    return None
 
 
 async def resolve_public(host: str, port: int, *, allow_private: bool) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 from eventyard import ids
 from eventyard.clock import Clock
 from eventyard.delivery.notify import Notifier
-from eventyard.delivery.outbound import check_webhook_url
+from eventyard.delivery.outbound import check_webhook_url, destination_problem
 from eventyard.domain import signing
 from eventyard.domain.models import (
     Consumer,
@@ -195,6 +195,17 @@ class ConsumerService:
                 errors.append(FieldError("$.state", "must be 'enabled', 'paused' or 'disabled'"))
         return out
 
+    async def _check_destination(self, fields: dict[str, Any], errors: list[FieldError]) -> None:
+        """Refuse a URL the sender would refuse (a private address, or a name resolving to
+        one), unless private destinations are allowed: the same guard, at the door."""
+        url = fields.get("url")
+        if not url:
+            return
+        allow = self._settings.webhook_allow_private
+        problem = await destination_problem(url, allow_private=allow)
+        if problem is not None:
+            errors.append(FieldError("$.url", problem))
+
     async def create(self, principal: Principal, body: dict[str, Any]) -> Consumer:
         errors = unknown_fields(body, _CREATE_FIELDS)
         try:
@@ -207,6 +218,7 @@ class ConsumerService:
         if kind is ConsumerKind.WEBHOOK and body.get("url") is None:
             errors.append(FieldError("$.url", "is required for a webhook consumer"))
         fields = self._check(body, kind, errors)
+        await self._check_destination(fields, errors)
         if errors:
             raise ValidationFailed("The consumer is not valid.", errors=errors)
         now = self._clock.now_us()
@@ -245,6 +257,7 @@ class ConsumerService:
         current = await self.get(principal, consumer_id)
         errors = unknown_fields(body, _UPDATE_FIELDS)
         fields = self._check(body, current.kind, errors)
+        await self._check_destination(fields, errors)
         if errors:
             raise ValidationFailed("The consumer update is not valid.", errors=errors)
         if "state" in fields:
