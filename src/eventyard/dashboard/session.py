@@ -76,6 +76,12 @@ async def login(req: Request, ctx: Context) -> Response:
         response = await _login_form(req, ctx, error=exc.message, email=email, status=exc.status)
         response.headers.update(exc.headers)
         return response
+    # The new session has a new id, never the one the browser came with, so an id planted
+    # before sign-in (session fixation) opens nothing; and that old session is ended, so a
+    # planted session of someone else's does not live on beside the new one.
+    previous = req.cookie(SESSION_COOKIE)
+    if previous:
+        await ctx.services.accounts.sign_out(previous)
     max_age = ctx.services.settings.session_hours * 3600
     response = redirect(safe_next(form.get("next")))
     response.cookies.append(set_cookie(req, SESSION_COOKIE, new.token, max_age))
