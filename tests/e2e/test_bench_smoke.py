@@ -62,3 +62,41 @@ def test_a_quick_benchmark_run_measures_every_scenario_it_is_given(tmp_path: Pat
     markdown = (tmp_path / "latest.md").read_text()
     for title in ("### single", "### batch", "### ack", "Issue 7's targets"):
         assert title in markdown
+
+
+@pytest.mark.timeout(90)
+def test_a_short_soak_samples_memory_and_latency_and_loses_nothing(tmp_path: Path) -> None:
+    """bench/soak.py for a quarter of a minute: it samples and judges; the verdict on memory
+    and p99 over so short a run is not asserted (that takes minutes), losing nothing is."""
+    out = tmp_path / "soak.json"
+    command = [
+        sys.executable,
+        str(REPO / "bench" / "soak.py"),
+        "--minutes",
+        "0.25",
+        "--every",
+        "3",
+        "--rate",
+        "50",
+        "--warmup-minutes",
+        "0.05",
+        "--drain-seconds",
+        "15",
+        "--output",
+        str(out),
+    ]
+    proc = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=80, check=False
+    )
+    assert proc.returncode in (0, 1), f"bench/soak.py failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    assert "verdict:" in proc.stdout
+    result: dict[str, Any] = orjson.loads(out.read_bytes())
+    samples = result["samples"]
+    assert len(samples) >= 4, samples
+    assert all(s["rss_mb"] > 0 and s["fds"] > 0 for s in samples), samples
+    assert sum(s["requests"] for s in samples) >= 0.25 * 60 * 50 * 0.9
+    assert all(s["p99_ms"] >= s["p50_ms"] > 0 for s in samples), samples
+    verdict = result["verdict"]
+    assert verdict["errors"] == 0, proc.stdout
+    assert verdict["missing"] == 0, proc.stdout
+    assert verdict["nothing_lost"] is True
