@@ -282,7 +282,7 @@ def _claim(
     if db.backend == "postgres":
         # The claim and its events in one round trip: the claimed rows joined to their
         # events, the events' columns under an `e_` prefix.
-        rows = db.all(
+        rows = db.all_planned_afresh(
             f"WITH c AS (UPDATE transactions SET {set_sql} WHERE id IN ({choose}"
             f" FOR UPDATE SKIP LOCKED) RETURNING {_COLUMNS})"
             f" SELECT c.*, {_EVENT_ALIASED} FROM c JOIN events e ON e.id = c.event_id",
@@ -467,7 +467,7 @@ def _record_attempts_postgres(db: Db, records: Sequence[AttemptRecord]) -> list[
         [r.response_excerpt for r in records],
         [r.error for r in records],
     ]
-    done = {row["id"] for row in db.all(_RECORD_POSTGRES, columns)}
+    done = {row["id"] for row in db.all_planned_afresh(_RECORD_POSTGRES, columns)}
     return [r.txn.id in done for r in records]
 
 
