@@ -45,6 +45,10 @@ BLOCKED = [
     "::ffff:169.254.169.254",
     "fc00::1",
     "255.255.255.255",
+    "0.1.2.3",  # "this network"
+    "::127.0.0.1",  # IPv4-compatible (deprecated) form
+    "::ffff:7f00:1",  # the mapped form written in hex
+    "fe80::1%eth0",  # link-local with a zone
 ]
 
 

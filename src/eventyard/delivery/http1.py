@@ -12,11 +12,12 @@ httptools (llhttp, in C, which uvicorn already uses for the server side).
 https the name the certificate must carry (sent as SNI) — and keeps the connection for the
 next request to the same origin when the answer was read to its end and both sides allow it.
 An answer longer than `limit` bytes is read only that far and its connection dropped, never
-drained. A kept-alive connection the server has meanwhile closed is noticed before use, or,
-when the close races with the request and nothing at all comes back, the request goes once
-more on a fresh connection (the classic keep-alive race; receivers drop repeats by
-`webhook-id` anyway). Time limits are the caller's (`asyncio.timeout` around the call): a
-cancelled request closes its connection.
+drained; one whose headers run past `MAX_HEAD_BYTES` is a failed attempt. A kept-alive
+connection the server has meanwhile closed is noticed before use, or, when the close races
+with the request and nothing at all comes back, the request goes once more on a fresh
+connection (the classic keep-alive race; receivers drop repeats by `webhook-id` anyway).
+Time limits are the caller's (`asyncio.timeout` around the call): a cancelled request closes
+its connection.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ import httptools
 
 KEEPALIVE_EXPIRY_S = 5.0  # an idle connection older than this is closed, not reused
 READ_SIZE = 64 * 1024
+# The most of an answer read before its headers end (status line, headers, 1xx answers).
+# The receiver is whoever the consumer's owner chose: without a bound, one that sends
+# headers forever would grow the worker's memory until the attempt's timeout.
+MAX_HEAD_BYTES = 64 * 1024
 
 
 class ConnectFailed(Exception):
@@ -230,6 +235,11 @@ async def _round_trip(
             reading.parser.feed_data(data)
             if reading.headers_done and len(reading.body) >= limit:
                 break  # enough read: the rest is dropped with the connection
+            if not reading.headers_done and received > MAX_HEAD_BYTES:
+                raise AnswerFailed(
+                    f"the answer's status line and headers are longer than "
+                    f"{MAX_HEAD_BYTES // 1024} KB (the limit); the connection was dropped"
+                )
     except ConnectionError as exc:
         if reused and received == 0:
             raise _Stale from exc
