@@ -47,18 +47,27 @@ COLUMNS = (
     " idempotency_key, source, expires_at"
 )
 INSERT = f"INSERT INTO {TABLE} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-DDL = (
-    f"CREATE TABLE IF NOT EXISTS {TABLE} (id TEXT PRIMARY KEY, project_id TEXT NOT NULL,"
-    " environment TEXT NOT NULL, trigger_id TEXT NOT NULL, user_id TEXT NOT NULL,"
-    " payload TEXT NOT NULL, timestamp BIGINT NOT NULL, received_at BIGINT NOT NULL,"
-    " idempotency_key TEXT, source TEXT NOT NULL, expires_at BIGINT)",
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_by_time"
-    f" ON {TABLE} (project_id, environment, timestamp, id)",
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_by_user"
-    f" ON {TABLE} (project_id, environment, user_id, timestamp, id)",
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_by_trigger"
-    f" ON {TABLE} (project_id, environment, trigger_id, timestamp, id)",
-)
+# eventyard's migrations, as of 0006: on SQLite events_by_user ends with trigger_id.
+USER_INDEX = {
+    "postgres": "project_id, environment, user_id, timestamp, id",
+    "sqlite": "project_id, environment, user_id, timestamp, id, trigger_id",
+}
+
+
+def ddl(backend: str) -> tuple[str, ...]:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (id TEXT PRIMARY KEY, project_id TEXT NOT NULL,"
+        " environment TEXT NOT NULL, trigger_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+        " payload TEXT NOT NULL, timestamp BIGINT NOT NULL, received_at BIGINT NOT NULL,"
+        " idempotency_key TEXT, source TEXT NOT NULL, expires_at BIGINT)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_by_time"
+        f" ON {TABLE} (project_id, environment, timestamp, id)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_by_user ON {TABLE} ({USER_INDEX[backend]})",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_by_trigger"
+        f" ON {TABLE} (project_id, environment, trigger_id, timestamp, id)",
+    )
+
+
 MAX_GROUP = 2000
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -73,7 +82,7 @@ class Database:
         if self.postgres:
             self.conn: Any = psycopg.connect(url, autocommit=False)
             self.conn.execute("SET synchronous_commit = on")
-            for statement in DDL:
+            for statement in ddl("postgres"):
                 self.conn.execute(statement)
             self.conn.commit()
             self.insert = INSERT.replace("?", "%s")
@@ -82,7 +91,7 @@ class Database:
             self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = FULL")
-            for statement in DDL:
+            for statement in ddl("sqlite"):
                 self.conn.execute(statement)
             self.insert = INSERT
 
