@@ -128,7 +128,7 @@ def _parse_ip(host: str) -> _IPAddress | None:
         return None
 
 
-RESOLVE_AT_CREATION_SECONDS = 2.0  # a slow resolver delays a consumer's creation no longer
+RESOLVE_AT_CREATION_SECONDS = 1.0  # a slow resolver delays a consumer's creation no longer
 
 
 async def destination_problem(
