@@ -11,6 +11,7 @@ rounds until nothing more is due — nothing sleeps on a retry schedule.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -114,3 +115,16 @@ async def open_world(
             yield World(await make_api(c, services, "acme"), worker, clock, services)
     finally:
         await worker.stop(grace_seconds=5)
+
+
+@contextlib.asynccontextmanager
+async def worker_running(world: World, grace_seconds: float = 0) -> AsyncIterator[None]:
+    """The world's worker running its loop for the block, stopped and gone after it."""
+    running = asyncio.create_task(world.worker.run())
+    try:
+        yield
+    finally:
+        await world.worker.stop(grace_seconds=grace_seconds)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running

@@ -8,7 +8,6 @@ shows is that one consumer's hanging endpoint does not hold up another's deliver
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
@@ -19,7 +18,7 @@ import standardwebhooks
 from eventyard.clock import SystemClock
 from eventyard.settings import Settings
 from eventyard.store import Store
-from tests.integration.delivery_fixtures import World, delivered_id, open_world
+from tests.integration.delivery_fixtures import World, delivered_id, open_world, worker_running
 from tests.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.anyio
@@ -263,8 +262,7 @@ async def test_a_hanging_endpoint_does_not_hold_up_another_consumer(
     ):
         await world.hook(slow.url("/slow"), name="slow", timeout_seconds=5)
         await world.hook(fast.url("/fast"), name="fast")
-        running = asyncio.create_task(world.worker.run())
-        try:
+        async with worker_running(world, grace_seconds=0):
             started = time.monotonic()
             batch = await world.api.post(
                 "/v1/events/batch",
@@ -280,11 +278,6 @@ async def test_a_hanging_endpoint_does_not_hold_up_another_consumer(
             # Meanwhile the slow one has its two attempts hanging, and no more.
             assert len(slow.requests) == 2
             assert time.monotonic() - started < 5  # before any of them timed out
-        finally:
-            await world.worker.stop(grace_seconds=0)
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
 
 
 async def test_slow_endpoints_filling_the_worker_do_not_starve_a_fast_one(
@@ -302,8 +295,7 @@ async def test_slow_endpoints_filling_the_worker_do_not_starve_a_fast_one(
         await world.hook(slow.url("/slow-1"), name="slow-1", timeout_seconds=10)
         await world.hook(slow.url("/slow-2"), name="slow-2", timeout_seconds=10)
         await world.hook(fast.url("/fast"), name="fast")
-        running = asyncio.create_task(world.worker.run())
-        try:
+        async with worker_running(world, grace_seconds=0):
             started = time.monotonic()
             sent = [await world.send(user_id=f"u{i}") for i in range(10)]
             arrived = await fast.wait_for(10, within=5)
@@ -311,11 +303,6 @@ async def test_slow_endpoints_filling_the_worker_do_not_starve_a_fast_one(
             assert elapsed < 3, f"the fast consumer's 10 deliveries took {elapsed:.1f} s"
             assert sorted(delivered_id(r) for r in arrived) == sorted(sent)
             assert len(slow.requests) <= 3  # four slots: the fast consumer keeps one
-        finally:
-            await world.worker.stop(grace_seconds=0)
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
 
 
 async def test_an_attempt_in_flight_does_not_keep_the_worker_busy(
@@ -329,19 +316,13 @@ async def test_an_attempt_in_flight_does_not_keep_the_worker_busy(
     ):
         await world.hook(slow.url("/slow"), timeout_seconds=10)
         await world.send()
-        running = asyncio.create_task(world.worker.run())
-        try:
+        async with worker_running(world, grace_seconds=0):
             await slow.wait_for(1)
             cpu = time.process_time()
             await asyncio.sleep(1.5)
             busy = time.process_time() - cpu
             assert busy < 0.3, f"the idle worker used {busy:.2f} s of CPU in 1.5 s"
             assert len(slow.requests) == 1
-        finally:
-            await world.worker.stop(grace_seconds=0)
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
 
 
 async def test_metrics_count_attempts_by_outcome_and_show_the_oldest_pending_age(

@@ -12,7 +12,6 @@ runs on SQLite and PostgreSQL against a real receiver on loopback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,7 +23,7 @@ from eventyard.delivery.notify import Notifier
 from eventyard.settings import Settings
 from eventyard.store import Store
 from eventyard.store.transactions import transactions_of_event
-from tests.integration.delivery_fixtures import World, delivered_id, open_world
+from tests.integration.delivery_fixtures import World, delivered_id, open_world, worker_running
 from tests.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.anyio
@@ -189,17 +188,11 @@ async def test_a_running_worker_delivers_a_burst_with_batched_claims(
     ):
         await world.hook(receiver.url("/hook"))
         sent = [await world.send(user_id=f"u{i}") for i in range(60)]
-        running = asyncio.create_task(world.worker.run())
-        try:
+        async with worker_running(world, grace_seconds=5):
             arrived = await receiver.wait_for(60, within=20)
             assert sorted(delivered_id(r) for r in arrived) == sorted(sent)
             await asyncio.sleep(0.3)
             assert len(receiver.requests) == 60  # none twice
-        finally:
-            await world.worker.stop(grace_seconds=5)
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
 
 
 async def test_an_attempt_ending_after_an_operator_closed_its_transaction_changes_nothing(
@@ -237,19 +230,13 @@ async def test_a_consumer_holding_all_the_leases_it_may_does_not_keep_the_worker
         await world.hook(slow.url("/slow"), timeout_seconds=10)
         for i in range(20):
             await world.send(user_id=f"u{i}")
-        running = asyncio.create_task(world.worker.run())
-        try:
+        async with worker_running(world, grace_seconds=0):
             await slow.wait_for(1)
             cpu = time.process_time()
             await asyncio.sleep(1.5)
             busy = time.process_time() - cpu
             assert busy < 0.3, f"the waiting worker used {busy:.2f} s of CPU in 1.5 s"
             assert len(slow.requests) == 1
-        finally:
-            await world.worker.stop(grace_seconds=0)
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
 
 
 async def test_claims_and_records_are_planned_for_the_tables_as_they_are_now(
