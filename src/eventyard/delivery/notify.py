@@ -23,7 +23,7 @@ import threading
 
 import psycopg
 
-from eventyard.store.connect import connect
+from eventyard.store.connect import connect, with_connect_timeout
 
 logger = logging.getLogger("eventyard.notify")
 CHANNEL = "eventyard_transactions"
@@ -86,15 +86,23 @@ class PgListener:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        lost = False  # said so in the log; quiet until the connection is back
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._url, autocommit=True) as conn:
+                with psycopg.connect(with_connect_timeout(self._url), autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    if lost:
+                        logger.info("LISTEN connection restored")
+                        lost = False
+                        # Whatever was committed while it was down was not notified here.
+                        self._notifier.pulse_threadsafe()
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=1.0):
                             self._notifier.pulse_threadsafe()
-            except psycopg.Error:
-                logger.warning("LISTEN connection lost; reconnecting", exc_info=True)
+            except psycopg.Error as exc:
+                if not lost:
+                    logger.warning("LISTEN connection lost (%s); reconnecting every second", exc)
+                lost = True
                 with contextlib.suppress(Exception):
                     self._stop.wait(1.0)
 

@@ -26,6 +26,13 @@ lost: the round notes the notifier's generation first, and the sleep returns at 
 moved. An expired lease (a worker that died mid-attempt) makes the transaction due again, so
 delivery is at-least-once; the `webhook-id` header, stable across attempts, lets receivers
 drop repeats.
+
+When the database cannot be used (down, restarting, out of disk), a failed round is logged
+once with its traceback and then one line a try, and the worker waits before the next: half
+a second, doubling to `BACKOFF_MAX_S`, or less when new work is committed meanwhile (which
+proves the database is back). Attempts sent in the meantime keep their results and record
+them when the database answers again, while their leases last, so a delivery made during an
+outage is neither lost nor sent again.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from eventyard.settings import Settings
 from eventyard.store import Store
 from eventyard.store import consumers as consumer_sql
 from eventyard.store import transactions as txn_sql
+from eventyard.store.connect import UNAVAILABLE
 from eventyard.store.db import Db
 from eventyard.views import event_json
 
@@ -63,10 +71,18 @@ RECORD_MARGIN_US = 20 * 1_000_000
 PREFETCH = 16  # leases a consumer may hold, as a multiple of its concurrency
 HOUSEKEEPING_EVERY_S = 5.0
 IDLE_WAIT_S = 1.0
+BACKOFF_MIN_S = 0.5  # after a failed round or recording, doubling to BACKOFF_MAX_S
+BACKOFF_MAX_S = 10.0
 
 
 def webhook_body(event: Event) -> bytes:
     return orjson.dumps(event_json(event))
+
+
+def _summary(exc: BaseException) -> str:
+    """An error on one line, for the log lines that repeat while an outage lasts."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"
 
 
 @dataclass
@@ -337,7 +353,10 @@ class DeliveryWorker:
 
     async def _record_batches(self) -> None:
         """Write what waits to be recorded, one batch per database write, until none waits:
-        results that come while one batch commits make the next."""
+        results that come while one batch commits make the next. While the database cannot
+        be used, the results wait (backing off) as long as their leases keep the
+        transactions from being claimed again; past that, they are dropped and sent again."""
+        failures = 0
         while self._to_record:
             batch, self._to_record = self._to_record, []
             try:
@@ -345,10 +364,25 @@ class DeliveryWorker:
                     functools.partial(self._record_batch, batch), weight=len(batch)
                 )
             except Exception as exc:
+                now = self._clock.now_us()
+                leased = [i for i in batch if (i.txn.lease_expires_at or 0) > now]
+                if not isinstance(exc, UNAVAILABLE) or self._stopping.is_set():
+                    leased = []
                 for item in batch:
-                    if not item.done.done():
+                    if item not in leased and not item.done.done():
                         item.done.set_exception(exc)
+                if leased:
+                    failures += 1
+                    self._to_record[:0] = leased
+                    logger.warning(
+                        "recording %d webhook attempts failed, the database is unavailable "
+                        "(%s); keeping them to record when it answers",
+                        len(leased),
+                        _summary(exc),
+                    )
+                    await self._back_off(failures, self._notifier.generation)
                 continue
+            failures = 0
             for item in batch:
                 if not item.done.done():
                     item.done.set_result(None)
@@ -441,6 +475,7 @@ class DeliveryWorker:
         if self._store.backend == "sqlite" and self._watcher is None:
             self._watcher = SqliteWatcher(self._store.url, self._notifier)
             self._watcher.start()
+        failures = 0  # rounds failed in a row
         while not self._stopping.is_set():
             try:
                 if time.monotonic() - self._last_housekeeping > HOUSEKEEPING_EVERY_S:
@@ -452,10 +487,40 @@ class DeliveryWorker:
                 self._room.clear()
                 await self.run_once()
                 await self._sleep_until_work(seen)
-            except Exception:
-                logger.exception("delivery round failed; trying again shortly")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), IDLE_WAIT_S)
+                if failures:
+                    logger.info("delivery resumed after %d failed rounds", failures)
+                    failures = 0
+            except Exception as exc:
+                failures += 1
+                down = isinstance(exc, UNAVAILABLE)
+                if failures == 1:
+                    why = ": database unavailable" if down else ""
+                    logger.exception("delivery round failed%s; backing off", why)
+                elif down:
+                    logger.warning(
+                        "delivery round failed again (%d in a row): database unavailable: %s",
+                        failures,
+                        _summary(exc),
+                    )
+                else:
+                    logger.error("delivery round failed again (%d in a row)", failures)
+                await self._back_off(failures, self._notifier.generation)
+
+    async def _back_off(self, failures: int, seen: int) -> None:
+        """Wait after the `failures`-th failure in a row: at least BACKOFF_MIN_S, then until
+        BACKOFF_MIN_S doubled per failure (at most BACKOFF_MAX_S), new work committed since
+        generation `seen` (the database answers again), or `stop()`."""
+        longest = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** (failures - 1))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), BACKOFF_MIN_S)
+            return
+        if self._stopping.is_set() or longest <= BACKOFF_MIN_S:
+            return
+        stop = asyncio.ensure_future(self._stopping.wait())
+        pulse = asyncio.ensure_future(self._notifier.wait(longest - BACKOFF_MIN_S, since=seen))
+        _, pending = await asyncio.wait({stop, pulse}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         self._stopping.set()

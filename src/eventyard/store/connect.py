@@ -2,6 +2,11 @@
 
 SQLite runs in WAL mode with `synchronous=FULL`, so a commit is on disk before it returns;
 PostgreSQL keeps its default `synchronous_commit=on`, which the writer connection asserts.
+
+A database that is down or unreachable must not hang a request: PostgreSQL connections give
+up after `CONNECT_TIMEOUT_S` (unless the URL sets its own `connect_timeout`), and
+`UNAVAILABLE` names the errors that mean "the database cannot be used right now" — the API
+answers them 503 with `Retry-After`, the worker backs off.
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ import psycopg
 from psycopg.rows import dict_row
 
 from eventyard.store.db import Backend, Db
+
+CONNECT_TIMEOUT_S = 5
+# Down, unreachable, restarting, out of disk or read-only: errors a retry later may not get.
+UNAVAILABLE: tuple[type[Exception], ...] = (sqlite3.OperationalError, psycopg.OperationalError)
 
 
 def backend_of(url: str) -> Backend:
@@ -41,11 +50,18 @@ def connect(url: str, *, writer: bool) -> Db:
     backend = backend_of(url)
     if backend == "sqlite":
         return Db(_connect_sqlite(sqlite_path(url), writer=writer), "sqlite")
-    conn = psycopg.connect(url, row_factory=dict_row, autocommit=not writer)
+    conn = psycopg.connect(with_connect_timeout(url), row_factory=dict_row, autocommit=not writer)
     if writer:
         conn.execute("SET synchronous_commit = on")
         conn.commit()
     return Db(conn, "postgres")
+
+
+def with_connect_timeout(url: str) -> str:
+    """A PostgreSQL URL with `connect_timeout=CONNECT_TIMEOUT_S`, unless it sets one."""
+    if "connect_timeout=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}connect_timeout={CONNECT_TIMEOUT_S}"
 
 
 def _connect_sqlite(path: str, *, writer: bool) -> sqlite3.Connection:

@@ -20,6 +20,10 @@ If any op in a group raises, the group is rolled back and each op is run again i
 transaction of its own (a merged op alone, as `fn(db, [arg])`), so one bad op cannot fail
 its neighbours: ops must therefore be re-runnable (they are plain SQL over the connection
 they are given).
+
+When the database cannot be reached (down, restarting, a network cut), connecting fails for
+the whole group at once rather than once per op: each op gets the connection error without
+waiting for its own connection attempt, and the next group tries again.
 """
 
 from __future__ import annotations
@@ -136,21 +140,37 @@ class GroupCommitWriter:
     def _commit_group(self, group: list[_Op]) -> None:
         try:
             db = self._ensure_db()
+        except Exception as exc:
+            _settle([(op, None, exc) for op in group])
+            return
+        try:
             db.begin()
             results = _run_group(db, group)
             db.commit()
         except Exception:
             self._rollback_quietly()
-            _settle([self._run_alone(op) for op in group])
+            _settle(self._run_each_alone(group))
             return
         self.stats.commits += 1
         self.stats.ops += len(group)
         self.stats.largest_group = max(self.stats.largest_group, len(group))
         _settle([(op, result, None) for op, result in zip(group, results, strict=True)])
 
-    def _run_alone(self, op: _Op) -> tuple[_Op, Any, BaseException | None]:
+    def _run_each_alone(self, group: list[_Op]) -> list[tuple[_Op, Any, BaseException | None]]:
+        """Each op in a transaction of its own; once the database cannot be reached, the
+        rest get that error without trying again."""
+        outcomes: list[tuple[_Op, Any, BaseException | None]] = []
+        for op in group:
+            try:
+                db = self._ensure_db()
+            except Exception as exc:
+                outcomes.extend((rest, None, exc) for rest in group[len(outcomes) :])
+                break
+            outcomes.append(self._run_alone(op, db))
+        return outcomes
+
+    def _run_alone(self, op: _Op, db: Db) -> tuple[_Op, Any, BaseException | None]:
         try:
-            db = self._ensure_db()
             db.begin()
             result = _run_group(db, [op])[0]
             db.commit()
