@@ -111,6 +111,25 @@ async def test_signing_in_issues_a_fresh_session_whatever_cookie_came_with_it(
         assert await signed_in_as(client, planted) is None
 
 
+async def test_a_planted_cookie_sent_beside_the_real_one_neither_shadows_nor_replaces_it(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """A cookie planted for a more specific path (`/dashboard/`) is sent before the real one
+    (set for `/dashboard`): the attacker's own session planted so cannot stand in for the
+    victim's once the victim signs in, and a junk one does not lock the victim out."""
+    await services.accounts.create_user(EMAIL, PASSWORD)
+    await services.accounts.create_user(MALLORY, PASSWORD)
+    await init_project(services.store, services.clock, "acme")
+    mallorys = _cookie(await post_sign_in(client, MALLORY, PASSWORD), SESSION)
+    assert mallorys
+    for planted in ("junk-planted-id", mallorys):
+        victim = await post_sign_in(client, EMAIL, PASSWORD, session=planted)
+        fresh = _cookie(victim, SESSION)
+        assert fresh
+        both = f"{planted}; {SESSION}={fresh}"  # as the browser sends them: planted first
+        assert await signed_in_as(client, both) == EMAIL
+
+
 async def test_a_failed_sign_in_gives_no_session_and_keeps_none_it_was_handed(
     client: httpx.AsyncClient, services: Services
 ) -> None:

@@ -332,3 +332,42 @@ def test_the_dashboard_cannot_be_framed(browser: Any, seeded: Seeded, tmp_path: 
         ), (child.url, seen.violations)
     finally:
         context.close()
+
+
+def test_a_session_id_planted_in_the_browser_is_replaced_at_sign_in(
+    browser: Any, seeded: Seeded
+) -> None:
+    """Session fixation, as a browser lives it: the cookie set before signing in (by a
+    sibling page, a shared computer, a crafted link) is not the one after, and opens
+    nothing."""
+    server = seeded.server
+    planted = "attacker-chosen-session-id-0123456789abcdef"
+    context = browser.new_context()
+    try:
+        context.add_cookies(
+            [{"name": "eventyard_session", "value": planted, "url": server.url + "/dashboard/"}]
+        )
+        page = context.new_page()
+        sign_in(page, server)
+        # The browser keeps the planted cookie (set for /dashboard/, it is even sent first)
+        # beside the fresh one the server set; the fresh one is what signs in.
+        sessions = [c for c in context.cookies() if c["name"] == "eventyard_session"]
+        fresh = [c for c in sessions if c["value"] != planted]
+        assert len(fresh) == 1, sessions
+        assert fresh[0]["httpOnly"] is True
+        page.goto(server.base() + "/keys")
+        assert "/dashboard/login" not in page.url
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    finally:
+        context.close()
+    # The planted id, in a browser of its own, is sent to sign in.
+    other = browser.new_context()
+    try:
+        other.add_cookies(
+            [{"name": "eventyard_session", "value": planted, "url": server.url + "/dashboard/"}]
+        )
+        page = other.new_page()
+        page.goto(server.base() + "/keys")
+        assert "/dashboard/login" in page.url
+    finally:
+        other.close()

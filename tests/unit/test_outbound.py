@@ -125,6 +125,8 @@ def test_good_urls_pass(url: str) -> None:
     [
         ("ftp://hooks.example.com/", "scheme"),
         ("file:///etc/passwd", "scheme"),
+        ("javascript:alert(1)", "scheme"),
+        ("data:text/html,<script>alert(1)</script>", "scheme"),
         ("hooks.example.com/hook", "scheme"),
         ("https:///hook", "no host"),
         ("https://user:pw@hooks.example.com/", "credentials"),

@@ -18,7 +18,14 @@ import orjson
 from eventyard.api.context import Context
 from eventyard.api.http import Request, Response, StreamResponse, redirect
 from eventyard.api.v1.stream import SSE_HEADERS, event_stream, resume_id, sse_message
-from eventyard.dashboard.web import SESSION_COOKIE, Pages, form_of, parse_utc, project_base, render
+from eventyard.dashboard.web import (
+    Pages,
+    current_session,
+    form_of,
+    parse_utc,
+    project_base,
+    render,
+)
 from eventyard.domain.models import (
     TERMINAL_STATES,
     Consumer,
@@ -198,7 +205,8 @@ async def event_list_stream(req: Request, ctx: Context) -> Response:
         consumers = await _consumers(ctx, principal)
         return [sse_message(e.id, live_row(e, base, txns[e.id], consumers), "row") for e in batch]
 
-    token = req.cookie(SESSION_COOKIE)
+    found = await current_session(req, ctx)
+    token = found[0] if found else None
 
     async def still_allowed() -> bool:
         return await ctx.services.accounts.session(token) is not None

@@ -18,6 +18,7 @@ from eventyard.dashboard.web import (
     project_base,
     render,
     safe_next,
+    session_tokens,
     set_cookie,
 )
 from eventyard.errors import NotFound, TooManyRequests, Unauthenticated
@@ -79,8 +80,7 @@ async def login(req: Request, ctx: Context) -> Response:
     # The new session has a new id, never the one the browser came with, so an id planted
     # before sign-in (session fixation) opens nothing; and that old session is ended, so a
     # planted session of someone else's does not live on beside the new one.
-    previous = req.cookie(SESSION_COOKIE)
-    if previous:
+    for previous in session_tokens(req):
         await ctx.services.accounts.sign_out(previous)
     max_age = ctx.services.settings.session_hours * 3600
     response = redirect(safe_next(form.get("next")))
@@ -91,8 +91,7 @@ async def login(req: Request, ctx: Context) -> Response:
 
 @routes.page("POST", "/logout", summary="Sign out")
 async def logout(req: Request, ctx: Context) -> Response:
-    token = req.cookie(SESSION_COOKIE)
-    if token:
+    for token in session_tokens(req):
         await ctx.services.accounts.sign_out(token)
     response = redirect(f"{BASE}/login")
     response.cookies.append(set_cookie(req, SESSION_COOKIE, "", 0))

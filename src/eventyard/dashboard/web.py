@@ -34,6 +34,7 @@ BASE = "/dashboard"
 SESSION_COOKIE = "eventyard_session"
 LOGIN_CSRF_COOKIE = "eventyard_login_csrf"
 REVEAL_COOKIE = "eventyard_reveal"
+_MAX_SESSION_COOKIES = 4  # each is a lookup; a browser has one, two when one was planted
 _REVEAL_SECONDS = 120
 FORM_LIMIT = 256 * 1024  # a trigger's schema is the largest thing a form carries
 _SAFE_METHODS = {"GET", "HEAD"}
@@ -135,8 +136,36 @@ def _same_origin(req: Request) -> bool:
     return urlsplit(origin).netloc == req.header("host")
 
 
+def session_tokens(req: Request) -> list[str]:
+    """Every session cookie the browser sent, in its order (at most `_MAX_SESSION_COOKIES`).
+
+    A browser sends two cookies of one name when they were set for different paths, the
+    more specific path first: an id planted for `/dashboard/` (from a sibling subdomain,
+    say) comes before ours, set for `/dashboard`. Reading only the first would let a
+    planted id shadow the real session, or stand in for it.
+    """
+    tokens: list[str] = []
+    for part in (req.header("cookie") or "").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name == SESSION_COOKIE and value:
+            tokens.append(value)
+            if len(tokens) == _MAX_SESSION_COOKIES:
+                break
+    return tokens
+
+
+async def current_session(req: Request, ctx: Context) -> tuple[str, DashboardSession] | None:
+    """The first of the browser's session cookies that is a live session, with its token."""
+    for token in session_tokens(req):
+        session = await ctx.services.accounts.session(token)
+        if session is not None:
+            return token, session
+    return None
+
+
 async def signed_in(req: Request, ctx: Context) -> None:
-    session = await ctx.services.accounts.session(req.cookie(SESSION_COOKIE))
+    found = await current_session(req, ctx)
+    session = found[1] if found else None
     if session is None:
         query = req.scope.get("query_string", b"").decode("latin-1")
         raise SignInRequired(req.path + (f"?{query}" if query else ""))
