@@ -123,7 +123,9 @@ class EventyardApp:
                 route = self._prefix_routes.get(first)
             response = _render(route, exc)
         except _DB_DOWN as exc:
-            logger.error("database unavailable: %s", exc)
+            # SQLite's own name for the error (SQLITE_FULL, SQLITE_IOERR_WRITE) says more.
+            name = getattr(exc, "sqlite_errorname", None)
+            logger.error("database unavailable: %s%s", exc, f" ({name})" if name else "")
             response = _render(
                 route,
                 ServiceUnavailable(
