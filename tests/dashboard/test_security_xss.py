@@ -101,12 +101,18 @@ def receiver() -> Iterator[ThreadedReceiver]:
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory, receiver: ThreadedReceiver) -> Iterator[Any]:
+def dashboard_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardServer]:
+    """conftest's server, but its project is named with the payloads."""
     server = start_dashboard_server(tmp_path_factory.mktemp("xss"), project_name=X)
     try:
-        yield seed(server, receiver)
+        yield server
     finally:
         server.server.stop()
+
+
+@pytest.fixture(scope="module")
+def seeded(dashboard_server: DashboardServer, receiver: ThreadedReceiver) -> Seeded:
+    return seed(dashboard_server, receiver)
 
 
 def seed(server: DashboardServer, receiver: ThreadedReceiver) -> Seeded:
@@ -167,24 +173,10 @@ def seed(server: DashboardServer, receiver: ThreadedReceiver) -> Seeded:
     return Seeded(server, "xss_trigger", event["id"], webhook["id"], pull["id"])
 
 
-@pytest.fixture(scope="module")
-def signed_state(browser: Any, seeded: Seeded) -> Any:
-    context = browser.new_context()
-    try:
-        sign_in(context.new_page(), seeded.server)
-        return context.storage_state()
-    finally:
-        context.close()
-
-
 @pytest.fixture
-def page(browser: Any, signed_state: Any) -> Iterator[Any]:
-    context = browser.new_context(storage_state=signed_state)
-    context.set_default_timeout(10_000)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
+def page(context: Any, seeded: Seeded) -> Any:
+    """A signed-in page (conftest's context) on the seeded server."""
+    return context.new_page()
 
 
 def watch(page: Any) -> Watch:

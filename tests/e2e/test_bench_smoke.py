@@ -20,11 +20,18 @@ REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = ("single", "batch", "ack")
 
 
+def run_bench(script: str, *args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """`python bench/<script> args...` from the repository, its output captured."""
+    command = [sys.executable, str(REPO / "bench" / script), *args]
+    return subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 @pytest.mark.timeout(180)
 def test_a_quick_benchmark_run_measures_every_scenario_it_is_given(tmp_path: Path) -> None:
-    command = [
-        sys.executable,
-        str(REPO / "bench" / "run.py"),
+    proc = run_bench(
+        "run.py",
         "--quick",
         "--scenarios",
         ",".join(SCENARIOS),
@@ -32,9 +39,7 @@ def test_a_quick_benchmark_run_measures_every_scenario_it_is_given(tmp_path: Pat
         "sqlite",
         "--output",
         str(tmp_path),
-    ]
-    proc = subprocess.run(
-        command, cwd=REPO, capture_output=True, text=True, timeout=170, check=False
+        timeout=170,
     )
     assert proc.returncode == 0, f"bench/run.py failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
 
@@ -69,9 +74,8 @@ def test_a_short_soak_samples_memory_and_latency_and_loses_nothing(tmp_path: Pat
     """bench/soak.py for a quarter of a minute: it samples and judges; the verdict on memory
     and p99 over so short a run is not asserted (that takes minutes), losing nothing is."""
     out = tmp_path / "soak.json"
-    command = [
-        sys.executable,
-        str(REPO / "bench" / "soak.py"),
+    proc = run_bench(
+        "soak.py",
         "--minutes",
         "0.25",
         "--every",
@@ -84,9 +88,7 @@ def test_a_short_soak_samples_memory_and_latency_and_loses_nothing(tmp_path: Pat
         "15",
         "--output",
         str(out),
-    ]
-    proc = subprocess.run(
-        command, cwd=REPO, capture_output=True, text=True, timeout=80, check=False
+        timeout=80,
     )
     assert proc.returncode in (0, 1), f"bench/soak.py failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
     assert "verdict:" in proc.stdout
