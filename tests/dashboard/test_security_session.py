@@ -25,10 +25,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from eventyard.api.app import all_routes
+from eventyard.api.app import all_routes, create_app
 from eventyard.dashboard.web import STATIC_DIR
 from eventyard.domain.models import Environment
-from eventyard.services.container import Services
+from eventyard.services.container import Services, build_services
 from eventyard.services.projects import init_project
 
 pytestmark = pytest.mark.anyio
@@ -306,3 +306,35 @@ def test_the_templates_hold_no_inline_script_handler_or_style() -> None:
         ):
             found = pattern.search(text)
             assert found is None, f"{template.name} has {name}: {found.group(0) if found else ''}"
+
+
+# --- a consumer's page warns of a destination the sender refuses -------------------------------
+
+
+async def test_a_consumer_made_while_private_was_allowed_is_flagged_on_its_page(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Creation now refuses a private URL, but one made while the server allowed them (or
+    before this version) keeps it: its page says deliveries will be refused, and why."""
+    made = await init_project(services.store, services.clock, "acme")
+    allowing = build_services(
+        services.store, services.settings.replace(webhook_allow_private=True), services.clock
+    )
+    transport = httpx.ASGITransport(app=create_app(allowing))
+    async with httpx.AsyncClient(transport=transport, base_url="http://eventyard.test") as lax:
+        created = await lax.post(
+            "/v1/consumers",
+            json={"name": "local", "kind": "webhook", "url": "http://127.0.0.1:9/hook"},
+            headers={"Authorization": f"Bearer {made.keys[Environment.LIVE]}"},
+        )
+    assert created.status_code == 201, created.text
+    await services.accounts.create_user(EMAIL, PASSWORD)
+    session = _cookie(await post_sign_in(client, EMAIL, PASSWORD), SESSION)
+    client.cookies.clear()
+    page = await client.get(
+        f"/dashboard/p/{made.project.id}/live/consumers/{created.json()['id']}",
+        headers={"cookie": f"{SESSION}={session}"},
+    )
+    assert page.status_code == 200
+    assert "Deliveries to this URL will be refused: 127.0.0.1 is a loopback address" in page.text
+    assert "EVENTYARD_WEBHOOK_ALLOW_PRIVATE=true" in page.text
