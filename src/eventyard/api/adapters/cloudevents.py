@@ -26,7 +26,7 @@ import orjson
 from eventyard.api.context import Context
 from eventyard.api.http import Request, Response, json_response
 from eventyard.api.routing import RouteTable
-from eventyard.api.schemas import AUTH_ERRORS, json_body, problem
+from eventyard.api.schemas import AUTH_ERRORS, problem
 from eventyard.domain.jsonbody import parse_json
 from eventyard.domain.models import Scope
 from eventyard.domain.slugs import trigger_id_for_name, trigger_id_problem
@@ -113,6 +113,8 @@ def _item(event: dict[str, Any], data: Any) -> dict[str, Any]:
 
 
 def _is_base64(text: str) -> bool:
+    if not text.isascii():  # b64decode raises ValueError, not binascii.Error, on those
+        return False
     try:
         base64.b64decode(text, validate=True)
     except binascii.Error:
@@ -283,10 +285,14 @@ _EVENT_SCHEMA = {
         409: problem("The trigger is archived."),
         413: problem("The body or the batch is larger than the limit."),
         415: problem("A structured-mode format other than JSON."),
-        422: json_body(
-            "The data does not fit the trigger's schema (a batch: per-event results).",
-            {"oneOf": [{"$ref": "#/components/schemas/Problem"}, _BATCH_RESULT]},
-        ),
+        422: {
+            "description": "The data does not fit the trigger's schema: one event answers "
+            "problem details, a batch its per-event results.",
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}},
+                "application/json": {"schema": _BATCH_RESULT},
+            },
+        },
         **AUTH_ERRORS,
     },
 )

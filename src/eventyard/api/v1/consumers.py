@@ -295,6 +295,7 @@ async def claim(req: Request, ctx: Context) -> Response:
     ),
     responses={
         200: json_body("Transactions.", ref("TransactionList")),
+        400: problem("A bad state, limit or cursor, or an unknown or repeated query parameter."),
         **_NOT_FOUND,
         **AUTH_ERRORS,
     },

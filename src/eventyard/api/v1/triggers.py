@@ -49,7 +49,11 @@ async def create_trigger(req: Request, ctx: Context) -> Response:
             "description": "true to include archived triggers",
         },
     ),
-    responses={200: json_body("The triggers.", ref("TriggerList")), **AUTH_ERRORS},
+    responses={
+        200: json_body("The triggers.", ref("TriggerList")),
+        400: problem("A bad archived value, or an unknown or repeated query parameter."),
+        **AUTH_ERRORS,
+    },
 )
 async def list_triggers(req: Request, ctx: Context) -> Response:
     params = req.query_params({"archived"})
