@@ -94,6 +94,28 @@ SETTINGS: tuple[Setting, ...] = (
         "before they are read.",
     ),
     Setting(
+        "max_header_bytes",
+        64 * 1024,
+        _positive_int,
+        "The longest request line and headers accepted, in bytes. Past it the client gets "
+        "431 and the connection is closed.",
+    ),
+    Setting(
+        "header_timeout_seconds",
+        10,
+        _positive_int,
+        "How long a client may take to send a request's line and headers, from the moment "
+        "it connects (or begins the next request on a kept-alive connection). Past it the "
+        "client gets 408 and the connection is closed; one that never sent a byte is closed.",
+    ),
+    Setting(
+        "body_timeout_seconds",
+        30,
+        _positive_int,
+        "How long a client may take to send a request's body, from the end of its headers. "
+        "Past it the client gets 408 and the connection is closed.",
+    ),
+    Setting(
         "max_batch_events", 1000, _positive_int, "The most events one batch request may carry."
     ),
     Setting(
@@ -210,6 +232,9 @@ class Settings:
     port: int = 8000
     max_event_bytes: int = 32 * 1024
     max_request_bytes: int = 512 * 1024
+    max_header_bytes: int = 64 * 1024
+    header_timeout_seconds: int = 10
+    body_timeout_seconds: int = 30
     max_batch_events: int = 1000
     max_json_depth: int = 32
     max_id_length: int = 256

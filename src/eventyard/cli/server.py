@@ -33,6 +33,7 @@ def serve(host: str | None, port: int | None, no_worker: bool, database_url: str
     import uvicorn
 
     from eventyard.api.app import create_app
+    from eventyard.api.protocol import deadline_protocol
     from eventyard.runtime import Runtime
 
     settings = settings_from_env(host=host, port=port, database_url=database_url)
@@ -40,6 +41,7 @@ def serve(host: str | None, port: int | None, no_worker: bool, database_url: str
     runtime = Runtime(store, settings, with_worker=not no_worker)
     app = create_app(runtime.services, on_startup=runtime.start, on_shutdown=runtime.stop)
     heap.settle()
+    _raise_open_file_limit()
     click.echo(
         f"eventyard listening on http://{settings.host}:{settings.port} "
         f"({store.backend}: {_redact(settings.database_url)})",
@@ -50,7 +52,8 @@ def serve(host: str | None, port: int | None, no_worker: bool, database_url: str
         host=settings.host,
         port=settings.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
+        # httptools, with deadlines for a request's headers and body and a cap on its head.
+        http=deadline_protocol(settings),
         lifespan="on",
         access_log=False,
         log_level=settings.log_level,
@@ -74,6 +77,20 @@ def worker(database_url: str | None) -> None:
     click.echo(f"eventyard worker delivering from {_redact(settings.database_url)}", err=True)
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(runtime.run_worker_forever())
+
+
+def _raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard one: each connection holds a file,
+    and a low soft limit (1,024 on many systems) would let a few hundred idle clients stop
+    the server accepting new ones."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _open_for_service(settings: Settings) -> Store:

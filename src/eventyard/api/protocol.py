@@ -1,0 +1,178 @@
+"""uvicorn's httptools protocol with the deadlines it lacks against slow clients.
+
+uvicorn closes an idle keep-alive connection, but nothing bounds how long a client may take
+to send a request: a slowloris client that sends its headers a byte every few seconds, or a
+body a byte at a time, holds its connection (and, for a body, a handler) for as long as it
+likes, and so do connections that are opened and never written to. `DeadlineProtocol`
+adds two timers, each armed only while the server is waiting for the client:
+
+- the *header* deadline runs from the moment a connection is accepted (or from the first
+  byte of a later request on it) until the request's headers are complete;
+- the *body* deadline runs from the end of the headers until the body is complete, and is
+  armed only when a body is still outstanding after the bytes at hand are parsed, so a
+  request that arrives whole (the usual case) sets no timer at all.
+
+When one runs out, the client gets `408 request_timeout` (the one problem+json shape, naming
+the setting and its value) if no answer has begun, and the connection is closed. The
+handler that was waiting for the body sees the client gone. A connection is also closed
+once an answer is complete while the request's body is still unread (a 413 for an oversized
+body, a 401 before the body was needed): reading on would let the client go on sending
+for as long as it likes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from eventyard.api.errors import PROBLEM_TYPE, problem_body
+from eventyard.settings import Settings
+
+
+class DeadlineProtocol(HttpToolsProtocol):
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_header_bytes: int = 64 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._reading_headers = False
+        self._head_bytes = 0  # bytes received since the last request's headers ended
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.header_timeout, self._headers_late)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._body_outstanding():
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self.transport.is_closing():
+            return
+        if self._reading_headers and self._head_bytes > self.max_header_bytes:
+            self._disarm()
+            self._refuse(
+                431,
+                "headers_too_large",
+                "Request header fields too large",
+                f"The request's line and headers are more than {self.max_header_bytes:,} "
+                "bytes; the limit is EVENTYARD_MAX_HEADER_BYTES. The connection is closed.",
+            )
+        elif self._deadline is not None:
+            return
+        elif self._reading_headers:  # a later request on the connection has begun
+            self._arm(self.header_timeout, self._headers_late)
+        elif self._body_outstanding():
+            self._arm(self.body_timeout, self._body_late)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_headers = True
+
+    def on_headers_complete(self) -> None:
+        self._reading_headers = False
+        self._head_bytes = 0
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        if self._body_outstanding():
+            self._disarm()
+            self.server_state.total_requests += 1
+            self.transport.close()
+            return
+        super().on_response_complete()
+        if self._deadline is None and self._body_outstanding():  # a pipelined request's
+            self._arm(self.body_timeout, self._body_late)
+
+    def _body_outstanding(self) -> bool:
+        cycle = self.cycle
+        return cycle is not None and cycle.more_body and not self.pipeline
+
+    def _arm(self, seconds: float, late: Any) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, late)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _headers_late(self) -> None:
+        self._deadline = None
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # A pipelined request is arriving behind one still being answered (an event
+            # stream, say): the answer in progress must not be cut into. Look again later.
+            self._arm(self.header_timeout, self._headers_late)
+            return
+        if not self._reading_headers:  # not a byte of a request yet: just an idle connection
+            self.transport.close()
+            return
+        self._refuse(
+            408,
+            "request_timeout",
+            "Request timeout",
+            f"The request's headers did not arrive within {_seconds(self.header_timeout)} "
+            "(EVENTYARD_HEADER_TIMEOUT_SECONDS); the connection is closed.",
+        )
+
+    def _body_late(self) -> None:
+        self._deadline = None
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body or cycle.response_complete:
+            return
+        if cycle.response_started:
+            self.transport.close()
+            return
+        # The handler waiting for the rest of the body sees the client gone; nothing it
+        # sends from now on is written, so the 408 below is the whole answer.
+        cycle.disconnected = True
+        cycle.message_event.set()
+        self._refuse(
+            408,
+            "request_timeout",
+            "Request timeout",
+            f"The request body did not arrive within {_seconds(self.body_timeout)} "
+            "(EVENTYARD_BODY_TIMEOUT_SECONDS); the connection is closed.",
+        )
+
+    def _refuse(self, status: int, code: str, title: str, message: str) -> None:
+        if self.transport.is_closing():
+            return
+        body = orjson.dumps(problem_body(status, code, title, message))
+        head = (
+            f"content-type: {PROBLEM_TYPE}\r\ncontent-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n"
+        )
+        self.transport.write(STATUS_LINE[status] + head.encode("latin-1") + body)
+        self.transport.close()
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def deadline_protocol(settings: Settings) -> type[DeadlineProtocol]:
+    """The protocol class for `uvicorn.run(http=...)`, with the settings' deadlines."""
+    return type(
+        "DeadlineProtocol",
+        (DeadlineProtocol,),
+        {
+            "header_timeout": float(settings.header_timeout_seconds),
+            "body_timeout": float(settings.body_timeout_seconds),
+            "max_header_bytes": settings.max_header_bytes,
+        },
+    )

@@ -1,0 +1,429 @@
+"""Slow and hostile clients against a real `eventyard serve` process, over raw sockets.
+
+A client that sends its headers or its body a byte at a time is answered 408 and cut off at
+the deadline (set short here through EVENTYARD_HEADER_TIMEOUT_SECONDS and
+EVENTYARD_BODY_TIMEOUT_SECONDS); a connection that never sends a byte is closed. A body
+past the 512 KB limit, streamed chunked for hundreds of megabytes or announced with a huge
+Content-Length, is answered 413 stating the limit and the connection is closed, while the
+server's resident memory (/proc/PID/status) stays flat; so does an endless header (431).
+Hundreds of idle connections do not stop new requests being served. Requests that arrive
+normally — whole, split across packets, pipelined, kept alive — are not disturbed.
+
+These are tests of the HTTP layer, not of storage: they run on SQLite only.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.server import ServerProcess, init_project
+
+HEADER_TIMEOUT = 1
+BODY_TIMEOUT = 2
+LIMIT = 512 * 1024
+MB = 1024 * 1024
+
+
+@dataclass
+class Server:
+    process: ServerProcess
+    key: str
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.process.port)
+
+    def rss_kb(self) -> int:
+        assert self.process.proc is not None
+        for line in Path(f"/proc/{self.process.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS line")
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(self.address, timeout=10)
+
+    def count_events(self, user_id: str) -> int:
+        got = httpx.get(
+            self.process.url + "/v1/events",
+            params={"user_id": user_id},
+            headers={"Authorization": f"Bearer {self.key}"},
+        )
+        assert got.status_code == 200, got.text
+        return len(got.json()["data"])
+
+
+def _start(tmp: Path, env: dict[str, str]) -> Iterator[Server]:
+    url = f"sqlite:///{tmp / 'hostile.db'}"
+    key = init_project(url)["keys"]["test"]
+    process = ServerProcess(url, tmp / "server.log", env, worker=False)
+    process.start()
+    try:
+        yield Server(process, key)
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    env = {
+        "EVENTYARD_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+        "EVENTYARD_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
+    }
+    yield from _start(tmp_path_factory.mktemp("hostile"), env)
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    closed: bool  # the server closed the connection after it
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def read_answer(sock: socket.socket, within: float = 10.0, close_within: float = 3.0) -> Answer:
+    """Read one answer (Content-Length framed); `closed` if the connection then ended
+    within `close_within` seconds (an idle kept-alive connection ends after 5)."""
+    sock.settimeout(within)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = _recv(sock)
+        assert chunk, f"the connection closed before an answer: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    length = int(headers["content-length"])
+    while len(body) < length:
+        chunk = _recv(sock)
+        assert chunk, "the connection closed in the middle of the answer"
+        body += chunk
+    closed = _closes(sock, close_within) if close_within else False
+    return Answer(int(status_line.split()[1]), headers, body[:length], closed)
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except ConnectionResetError:
+        return b""
+
+
+def _closes(sock: socket.socket, within: float = 5.0) -> bool:
+    """Whether the server ends the connection within `within` seconds."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def post_head(server: Server, path: str = "/v1/events", **headers: str) -> bytes:
+    fields = {
+        "Host": "eventyard.test",
+        "Authorization": f"Bearer {server.key}",
+        "Content-Type": "application/json",
+        **headers,
+    }
+    lines = "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in fields.items())
+    return f"POST {path} HTTP/1.1\r\n{lines}\r\n".encode("latin-1")
+
+
+def event_body(user_id: str) -> bytes:
+    return json.dumps({"trigger": "hostile", "user_id": user_id}).encode()
+
+
+class Sender(threading.Thread):
+    """Sends `chunks` on the socket until they run out or the server cuts the connection."""
+
+    def __init__(self, sock: socket.socket, chunks: Iterator[bytes]) -> None:
+        super().__init__(daemon=True)
+        self.sock = sock
+        self.chunks = chunks
+        self.sent = 0
+        self.cut_off = False
+
+    def run(self) -> None:
+        try:
+            for chunk in self.chunks:
+                self.sock.sendall(chunk)
+                self.sent += len(chunk)
+        except OSError:  # broken pipe or reset: the server closed the connection
+            self.cut_off = True
+
+
+class RssWatch(threading.Thread):
+    """Samples the server's resident memory every 20 ms until stopped; keeps the peak."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(daemon=True)
+        self.server = server
+        self.before = server.rss_kb()
+        self.peak = self.before
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.02):
+            self.peak = max(self.peak, self.server.rss_kb())
+
+    def growth_mb(self) -> float:
+        self.done.set()
+        self.join()
+        self.peak = max(self.peak, self.server.rss_kb())
+        return (self.peak - self.before) / 1024
+
+
+def trickle(sock: socket.socket, data: bytes, gap: float) -> Answer | None:
+    """Send `data` a byte at a time, `gap` seconds apart, watching for an answer between
+    bytes; the answer if one came before the data ran out (the loop is bounded by it)."""
+    for i in range(len(data)):
+        try:
+            sock.sendall(data[i : i + 1])
+        except OSError:
+            break
+        sock.settimeout(gap)
+        try:
+            peek = sock.recv(1, socket.MSG_PEEK)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            break
+        if peek:
+            return read_answer(sock)
+        break
+    try:
+        return read_answer(sock, within=BODY_TIMEOUT + 5)
+    except AssertionError:
+        return None
+
+
+# --- slowloris ---------------------------------------------------------------------------------
+
+
+def test_headers_sent_byte_by_byte_are_cut_off_at_the_header_deadline(server: Server) -> None:
+    head = post_head(server, X_Padding="p" * 200)
+    with server.connect() as sock:
+        started = time.monotonic()
+        answer = trickle(sock, head, gap=0.1)  # 0.1 s a byte: 30 s for the whole head
+        elapsed = time.monotonic() - started
+    assert answer is not None, "no answer: the server waited for the headers"
+    assert answer.status == 408
+    problem = answer.json()
+    assert problem["code"] == "request_timeout"
+    assert "1 s" in problem["message"]
+    assert "EVENTYARD_HEADER_TIMEOUT_SECONDS" in problem["message"]
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.closed
+    assert HEADER_TIMEOUT * 0.9 <= elapsed < HEADER_TIMEOUT + 3
+
+
+def test_a_body_sent_byte_by_byte_is_cut_off_at_the_body_deadline(server: Server) -> None:
+    body = event_body("slow-body") + b" " * 100
+    with server.connect() as sock:
+        sock.sendall(post_head(server, Content_Length=str(len(body))))
+        started = time.monotonic()
+        answer = trickle(sock, body, gap=0.1)  # 0.1 s a byte: 15 s for the whole body
+        elapsed = time.monotonic() - started
+    assert answer is not None, "no answer: the server waited for the body"
+    assert answer.status == 408
+    problem = answer.json()
+    assert problem["code"] == "request_timeout"
+    assert "2 s" in problem["message"]
+    assert "EVENTYARD_BODY_TIMEOUT_SECONDS" in problem["message"]
+    assert answer.closed
+    assert BODY_TIMEOUT * 0.9 <= elapsed < BODY_TIMEOUT + 3
+    assert server.count_events("slow-body") == 0
+
+
+def test_a_connection_that_never_sends_a_byte_is_closed_at_the_header_deadline(
+    server: Server,
+) -> None:
+    with server.connect() as sock:
+        started = time.monotonic()
+        assert _closes(sock, within=HEADER_TIMEOUT + 5)
+        assert time.monotonic() - started >= HEADER_TIMEOUT * 0.9
+
+
+def test_the_next_request_on_a_kept_alive_connection_has_its_own_header_deadline(
+    server: Server,
+) -> None:
+    body = event_body("kept-alive")
+    with server.connect() as sock:
+        sock.sendall(post_head(server, Content_Length=str(len(body))) + body)
+        first = read_answer(sock, close_within=0.5)
+        assert first.status == 201
+        assert not first.closed
+        answer = trickle(sock, post_head(server), gap=0.1)
+    assert answer is not None
+    assert answer.status == 408
+    assert answer.closed
+
+
+# --- requests that arrive normally are untouched -----------------------------------------------
+
+
+def test_a_body_arriving_in_pieces_within_the_deadline_is_stored(server: Server) -> None:
+    body = event_body("in-pieces")
+    with server.connect() as sock:
+        sock.sendall(post_head(server, Content_Length=str(len(body))))
+        time.sleep(0.3)
+        sock.sendall(body[:10])
+        time.sleep(0.3)
+        sock.sendall(body[10:])
+        answer = read_answer(sock, close_within=0)
+    assert answer.status == 201, answer.body
+    assert server.count_events("in-pieces") == 1
+
+
+def test_pipelined_and_kept_alive_requests_are_all_answered(server: Server) -> None:
+    requests = b""
+    for i in range(5):
+        body = event_body(f"pipelined-{i}")
+        requests += post_head(server, Content_Length=str(len(body))) + body
+    with server.connect() as sock:
+        sock.sendall(requests)
+        statuses = [read_answer(sock, close_within=0).status for _ in range(5)]
+    assert statuses == [201] * 5
+    with httpx.Client(base_url=server.process.url) as client:
+        auth = {"Authorization": f"Bearer {server.key}"}
+        for _ in range(20):
+            sent = client.post(
+                "/v1/events", json={"trigger": "hostile", "user_id": "keep"}, headers=auth
+            )
+            assert sent.status_code == 201, sent.text
+    assert server.count_events("keep") == 20
+
+
+# --- oversized bodies and headers --------------------------------------------------------------
+
+
+def _mb_chunks(total_mb: int) -> Iterator[bytes]:
+    chunk = b"%x\r\n" % MB + b"x" * MB + b"\r\n"
+    for _ in range(total_mb):
+        yield chunk
+
+
+def _raw_mb(total_mb: int) -> Iterator[bytes]:
+    block = b"x" * MB
+    for _ in range(total_mb):
+        yield block
+
+
+def _stream_and_answer(
+    server: Server, head: bytes, chunks: Iterator[bytes]
+) -> tuple[Answer, Sender, float]:
+    with server.connect() as sock:
+        sock.sendall(head)
+        watch = RssWatch(server)
+        watch.start()
+        sender = Sender(sock, chunks)
+        sender.start()
+        answer = read_answer(sock, within=20)
+        sender.join(timeout=30)
+        growth = watch.growth_mb()
+    return answer, sender, growth
+
+
+def _assert_cut_off_with_flat_memory(sender: Sender, growth_mb: float) -> None:
+    assert sender.cut_off, "the server read the whole stream"
+    assert sender.sent < 100 * MB, f"the server took {sender.sent / MB:.0f} MB before closing"
+    assert growth_mb < 16, f"the server's memory grew {growth_mb:.1f} MB"
+
+
+def _assert_too_large(answer: Answer) -> None:
+    assert answer.status == 413, answer.body
+    problem = answer.json()
+    assert problem["code"] == "payload_too_large"
+    assert problem["limit"] == LIMIT
+    assert "524,288 bytes" in problem["message"]
+    assert answer.closed
+
+
+def test_a_chunked_stream_of_hundreds_of_megabytes_is_refused_with_flat_memory(
+    server: Server,
+) -> None:
+    for _ in range(2):  # the first round warms up the paths, the second is the one judged
+        answer, sender, growth = _stream_and_answer(
+            server, post_head(server, Transfer_Encoding="chunked"), _mb_chunks(400)
+        )
+    _assert_too_large(answer)
+    _assert_cut_off_with_flat_memory(sender, growth)
+
+
+def test_a_huge_content_length_is_refused_before_the_body_is_read(server: Server) -> None:
+    head = post_head(server, Content_Length=str(50 * 1024 * MB))
+    answer, sender, growth = _stream_and_answer(server, head, _raw_mb(400))
+    _assert_too_large(answer)
+    assert answer.json()["size"] == 50 * 1024 * MB
+    _assert_cut_off_with_flat_memory(sender, growth)
+
+
+def test_a_body_sent_without_a_key_is_not_read_on(server: Server) -> None:
+    head = post_head(server, Transfer_Encoding="chunked", Authorization="Bearer nope")
+    answer, sender, growth = _stream_and_answer(server, head, _mb_chunks(400))
+    assert answer.status == 401
+    assert answer.closed
+    _assert_cut_off_with_flat_memory(sender, growth)
+
+
+def test_an_endless_header_is_refused_431_with_flat_memory(server: Server) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: eventyard.test\r\nX-Endless: "
+    answer, sender, growth = _stream_and_answer(server, head, _raw_mb(400))
+    assert answer.status == 431
+    problem = answer.json()
+    assert problem["code"] == "headers_too_large"
+    assert "65,536 bytes" in problem["message"]
+    assert "EVENTYARD_MAX_HEADER_BYTES" in problem["message"]
+    assert answer.closed
+    _assert_cut_off_with_flat_memory(sender, growth)
+
+
+# --- many idle connections ---------------------------------------------------------------------
+
+IDLE = 600
+
+
+def test_hundreds_of_idle_connections_do_not_stop_new_requests(tmp_path: Path) -> None:
+    # The default header deadline (10 s): the idle connections stay open through the test.
+    for server in _start(tmp_path, {}):
+        idle: list[socket.socket] = []
+        try:
+            for i in range(IDLE):
+                sock = server.connect()
+                if i % 2:  # half of them begin a request and stop in its headers
+                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                idle.append(sock)
+            slowest = 0.0
+            auth = {"Authorization": f"Bearer {server.key}"}
+            for i in range(30):  # a fresh connection each
+                started = time.monotonic()
+                sent = httpx.post(
+                    server.process.url + "/v1/events",
+                    json={"trigger": "hostile", "user_id": "among-idle"},
+                    headers=auth,
+                    timeout=5,
+                )
+                slowest = max(slowest, time.monotonic() - started)
+                assert sent.status_code == 201, (i, sent.text)
+            assert slowest < 2, f"a request among {IDLE} idle connections took {slowest:.1f} s"
+            assert server.count_events("among-idle") == 30
+            # and none of the idle ones was dropped to make room
+            assert not any(_closes(sock, within=0.01) for sock in idle[:20])
+        finally:
+            for sock in idle:
+                sock.close()
