@@ -25,7 +25,8 @@ the next retry falls due, or a second passes. A pulse that comes while a round r
 lost: the round notes the notifier's generation first, and the sleep returns at once if it
 moved. An expired lease (a worker that died mid-attempt) makes the transaction due again, so
 delivery is at-least-once; the `webhook-id` header, stable across attempts, lets receivers
-drop repeats.
+drop repeats. A worker that starts while no other is alive gives back at once the leases a
+dead one left (presence.py).
 
 When the database cannot be used (down, restarting, out of disk), a failed round is logged
 once with its traceback and then one line a try, and the worker waits before the next: half
@@ -50,6 +51,7 @@ import orjson
 from eventyard.clock import Clock
 from eventyard.delivery.metrics import DeliveryMetrics
 from eventyard.delivery.notify import Notifier, SqliteWatcher
+from eventyard.delivery.presence import WorkerPresence
 from eventyard.delivery.sender import AttemptResult, WebhookSender
 from eventyard.domain import signing
 from eventyard.domain.models import Consumer, Event, Transaction
@@ -148,6 +150,7 @@ class DeliveryWorker:
         self._last_housekeeping = 0.0
         self._next_due: int | None = None
         self._watcher: SqliteWatcher | None = None
+        self._presence: WorkerPresence | None = None
 
     # --- one round ---------------------------------------------------------------------------
 
@@ -448,7 +451,27 @@ class DeliveryWorker:
 
     # --- housekeeping and the loop -----------------------------------------------------------
 
+    async def _join_workers(self) -> None:
+        """Hold the live workers' lock; when no other worker is alive, first give back the
+        leases dead ones left (presence.py), so their deliveries go out now rather than
+        when the leases run out."""
+        self._presence = WorkerPresence(self._store.url)
+        try:
+            if await asyncio.to_thread(self._presence.try_alone):
+                released = await self._store.write(txn_sql.release_all_webhook_leases)
+                if released:
+                    logger.info(
+                        "no other delivery worker is alive: %d deliveries leased by one that "
+                        "stopped without handing them back are due again",
+                        released,
+                    )
+            await asyncio.to_thread(self._presence.share)
+        except Exception:
+            logger.warning("could not check for other workers; leases left run out", exc_info=True)
+
     async def housekeeping(self) -> None:
+        if self._presence is not None:
+            await asyncio.to_thread(self._presence.keep)
         now = self._clock.now_us()
         released = await self._store.write(lambda db: txn_sql.release_expired_leases(db, now))
         if released:
@@ -475,6 +498,7 @@ class DeliveryWorker:
         if self._store.backend == "sqlite" and self._watcher is None:
             self._watcher = SqliteWatcher(self._store.url, self._notifier)
             self._watcher.start()
+        await self._join_workers()
         failures = 0  # rounds failed in a row
         while not self._stopping.is_set():
             try:
@@ -543,3 +567,6 @@ class DeliveryWorker:
         if self._recording is not None:
             self._recording.cancel()
         await self._sender.aclose()
+        if self._presence is not None:
+            self._presence.leave()
+            self._presence = None

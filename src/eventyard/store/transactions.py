@@ -584,6 +584,16 @@ def release_expired_leases(db: Db, now: int) -> int:
     return len(rows)
 
 
+def release_all_webhook_leases(db: Db) -> int:
+    """Give back every leased webhook delivery (due again at once): for a worker that knows
+    no other worker is alive, so every lease left belongs to one that died."""
+    cursor = db.execute(
+        "UPDATE transactions SET lease_expires_at = NULL"
+        " WHERE state = 'pending' AND lease_expires_at IS NOT NULL"
+    )
+    return cursor.rowcount
+
+
 def oldest_pending(db: Db) -> list[Row]:
     return db.all(
         "SELECT consumer_id, MIN(created_at) AS oldest, COUNT(*) AS pending FROM transactions"
