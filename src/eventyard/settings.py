@@ -41,6 +41,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be a number, 0 or more")
+    return value
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -220,6 +227,21 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "How long a dashboard sign-in lasts before the dashboard asks for the password again.",
     ),
+    Setting(
+        "rate_limit_per_second",
+        0.0,
+        _non_negative_float,
+        "Requests a second each API key may make, on average (a token bucket per key, shared "
+        "by every server process on PostgreSQL); past it the key gets 429 with Retry-After "
+        "and RateLimit headers. 0, the default, turns limits off.",
+    ),
+    Setting(
+        "rate_limit_burst",
+        100,
+        _positive_int,
+        "How many requests a key may make at once before `rate_limit_per_second` paces it "
+        "(the bucket's size), when limits are on.",
+    ),
 )
 
 _BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -252,6 +274,8 @@ class Settings:
     secret_overlap_seconds: int = 24 * 3600
     max_streams: int = 200
     session_hours: int = 12
+    rate_limit_per_second: float = 0.0
+    rate_limit_burst: int = 100
 
     @property
     def default_retry_schedule(self) -> tuple[int, ...]:

@@ -145,15 +145,19 @@ class EventyardApp:
 
     async def _handle(self, req: Request, route: Route) -> Response:
         ctx = Context(self.services, routes=self.routes)
+        limits: dict[str, str] = {}
         if route.scope is not None:
             found = route.credentials(req)
             key = found if found is None or isinstance(found, str) else await found
             principal = await self.services.keys.authenticate(key, route.key_hint)
             require_scope(principal, route.scope)
             ctx.principal_or_none = principal
+            limits = await self.services.ratelimit.take(principal)
         if route.guard is not None:
             await route.guard(req, ctx)
-        return await route.handler(req, ctx)
+        response = await route.handler(req, ctx)
+        response.headers.update(limits)
+        return response
 
 
 def _render(route: Route | None, exc: EventyardError) -> Response:

@@ -4,9 +4,9 @@ Passwords are hashed with Argon2id (argon2-cffi's defaults: 64 MiB, 3 passes), w
 memory-hard, so a stolen table costs an attacker real hardware per guess. Hashing runs in a
 thread so a sign-in never stalls the event loop, at most two at a time so a flood of
 sign-ins cannot take the process's memory, and with at most 16 waiting (more are refused
-with 429). After five wrong passwords for one email, that email gets one try per 30
-seconds (counted per process, each try counted before it is checked so parallel guesses
-count too).
+with 429). Tries for one email are a token bucket in the database (`rate_buckets`, shared
+by every process): five at once, then one per 30 seconds; each try is taken before it is
+checked, so parallel guesses count too, and a right password empties the count.
 
 A session is a random 256-bit token in an HttpOnly cookie, stored as its SHA-256; each
 session carries its own CSRF token, which every form posts back (the synchronizer-token
@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import math
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -30,9 +31,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from eventyard import ids
 from eventyard.clock import Clock
 from eventyard.errors import Conflict, InvalidRequest, TooManyRequests, Unauthenticated
-from eventyard.services.ttlcache import TtlCache
 from eventyard.store import Store
 from eventyard.store import accounts as sql
+from eventyard.store import ratelimit as buckets
 from eventyard.store.accounts import DashboardSession, DashboardUser
 from eventyard.store.db import Db
 
@@ -45,7 +46,7 @@ _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("not a password anyone has")
 FREE_FAILURES = 5  # wrong passwords for one email before it must wait between attempts
 FAILURE_WAIT_SECONDS = 30
-_FAILURE_MEMORY_US = 15 * 60 * 1_000_000
+_FULL_AGAIN_US = FREE_FAILURES * FAILURE_WAIT_SECONDS * 1_000_000
 _HASHES_AT_ONCE = 2
 _MAX_WAITING = 16
 
@@ -64,6 +65,11 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def _sign_in_bucket(email: str) -> str:
+    """The bucket of an email's sign-in tries, named by a hash so no address is stored."""
+    return "sign-in:" + hashlib.sha256(email.casefold().encode("utf-8")).hexdigest()
+
+
 def check_password_rules(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidRequest(
@@ -80,8 +86,6 @@ class AccountService:
         self._store = store
         self._clock = clock
         self._session_us = session_hours * 3600 * 1_000_000
-        # email (lowercased) -> (wrong passwords in a row, time of the last one)
-        self._failures: TtlCache[str, tuple[int, int]] = TtlCache(clock, _FAILURE_MEMORY_US)
         self._hashing: asyncio.Semaphore | None = None
         self._waiting = 0  # sign-ins queued for a hashing slot
 
@@ -149,25 +153,16 @@ class AccountService:
     async def sign_in(self, email: str, password: str) -> NewSession:
         """A new session for the right email and password; one refusal for any mistake."""
         email = email.strip()
-        who = email.casefold()
-        failed, last = self._failures.get(who) or (0, 0)
-        wait_us = FAILURE_WAIT_SECONDS * 1_000_000 - (self._clock.now_us() - last)
-        if failed >= FREE_FAILURES and wait_us > 0:
-            seconds = -(-wait_us // 1_000_000)  # whole seconds, rounded up
-            raise TooManyRequests(
-                f"{failed} wrong passwords for this email; wait {seconds} s before the next "
-                f"try (after {FREE_FAILURES} wrong ones, one try per {FAILURE_WAIT_SECONDS} s).",
-                headers={"Retry-After": str(seconds)},
-            )
         if len(password) > MAX_PASSWORD_LENGTH:
             raise Unauthenticated("The email or the password is wrong.")
         # Count the try before checking it, so guesses sent at once each count.
-        self._failures.put(who, (failed + 1, self._clock.now_us()))
+        bucket = _sign_in_bucket(email)
+        await self._take_try(bucket)
         found = await self._store.read(lambda db: sql.find_user(db, email))
         ok = await self._verify(found[1] if found else _DUMMY_HASH, password)
         if not ok or found is None:
             raise Unauthenticated("The email or the password is wrong.")
-        self._failures.discard(who)
+        await self._store.write(lambda db: buckets.forget(db, bucket))
         user = found[0]
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
@@ -179,6 +174,25 @@ class AccountService:
 
         await self._store.write(op)
         return NewSession(token, DashboardSession(user, csrf, expires))
+
+    async def _take_try(self, bucket: str) -> None:
+        now = self._clock.now_us()
+        rate = 1 / FAILURE_WAIT_SECONDS
+        idle = now - _FULL_AGAIN_US  # a bucket untouched this long is full: no row needed
+
+        def op(db: Db) -> buckets.Taken:
+            buckets.forget_idle(db, "sign-in:", idle)
+            return buckets.take(db, bucket, rate, FREE_FAILURES, now)
+
+        taken = await self._store.write(op)
+        if not taken.allowed:
+            seconds = max(1, math.ceil((1 - taken.tokens) * FAILURE_WAIT_SECONDS))
+            raise TooManyRequests(
+                f"Too many wrong passwords for this email; wait {seconds} s before the next "
+                f"try (the limit: {FREE_FAILURES} tries at once, then one per "
+                f"{FAILURE_WAIT_SECONDS} s).",
+                headers={"Retry-After": str(seconds)},
+            )
 
     async def session(self, token: str | None) -> DashboardSession | None:
         if not token:

@@ -13,6 +13,7 @@ from eventyard.services.events import EventService
 from eventyard.services.ingest import IngestService
 from eventyard.services.keys import KeyService
 from eventyard.services.live import LiveFeed
+from eventyard.services.ratelimit import RateLimiter
 from eventyard.services.transactions import TransactionService
 from eventyard.services.triggers import TriggerService
 from eventyard.settings import Settings
@@ -34,6 +35,7 @@ class Services:
     metrics: DeliveryMetrics
     accounts: AccountService
     live: LiveFeed
+    ratelimit: RateLimiter
 
 
 def build_services(store: Store, settings: Settings, clock: Clock | None = None) -> Services:
@@ -57,4 +59,7 @@ def build_services(store: Store, settings: Settings, clock: Clock | None = None)
         metrics=DeliveryMetrics(),
         accounts=AccountService(store, clock, settings.session_hours),
         live=LiveFeed(store, clock, committed, max_streams=settings.max_streams),
+        ratelimit=RateLimiter(
+            store, clock, settings.rate_limit_per_second, settings.rate_limit_burst
+        ),
     )
