@@ -231,6 +231,7 @@ _LIST_PARAMS = (
     responses={
         200: json_body("A page of events.", ref("EventPage")),
         400: problem("A bad filter or cursor."),
+        404: problem("The consumer filter names no consumer of this project and environment."),
         **AUTH_ERRORS,
     },
 )
