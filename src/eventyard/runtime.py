@@ -25,6 +25,8 @@ class Runtime:
     def __init__(self, store: Store, settings: Settings, *, with_worker: bool) -> None:
         self.store = store
         self.settings = settings
+        # A serving process never waits on a hanging database without bound (store/base.py).
+        store.deadline_seconds = settings.database_timeout_seconds
         self.services: Services = build_services(store, settings)
         self.worker: DeliveryWorker | None = None
         if with_worker:

@@ -163,6 +163,16 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "How many database connections each process keeps for reads.",
     ),
+    Setting(
+        "database_timeout_seconds",
+        30,
+        _positive_int,
+        "How long a serving process waits for the database (a read, or a write's commit) "
+        "before it answers 503 with Retry-After, so a database that hangs rather than refuses "
+        "(a frozen server, a network dropping packets) cannot hang requests or the worker. "
+        "A write may still land once the database answers; retrying with the same "
+        "idempotency key is safe.",
+    ),
     Setting("log_level", "info", _log_level, "The log level: debug, info, warning or error."),
     Setting(
         "webhook_allow_private",
@@ -264,6 +274,7 @@ class Settings:
     commit_max_events: int = 2000
     cache_seconds: int = 5
     read_connections: int = 4
+    database_timeout_seconds: int = 30
     log_level: str = "info"
     webhook_allow_private: bool = False
     retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"

@@ -12,6 +12,7 @@ events acknowledged before and after the outage, and has lost none of them.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,3 +170,55 @@ def test_writer_fails_a_group_fast_while_down_and_reconnects_after(
         writer.stop()
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+def test_a_hanging_postgres_is_answered_503_within_the_deadline(
+    private_pg: PrivatePostgres, server_factory: type[ServerProcess], tmp_path: Path
+) -> None:
+    """PostgreSQL frozen (SIGSTOP: connections stay open, nothing answers — as with a hung
+    disk or a network that drops packets): each ingest is answered 503 once
+    `database_timeout_seconds` have passed, not never; after SIGCONT the same server takes
+    events again, and retries of the refused ones with their idempotency keys store each
+    exactly once."""
+    url = private_pg.create_database("hang")
+    key = init_project(url)["keys"]["live"]
+    deadline = 2
+    env = {"EVENTYARD_DATABASE_TIMEOUT_SECONDS": str(deadline)}
+    server = server_factory(url, tmp_path / "server.log", env)
+    server.start()
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=server.url, headers=auth, timeout=60) as client:
+        for n in range(5):
+            assert client.post("/v1/events", json=_event(n, "before")).status_code == 201
+        frozen = private_pg.pids()
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            for n in range(3):
+                started = time.monotonic()
+                r = client.post("/v1/events", json=_event(n, "frozen"))
+                took = time.monotonic() - started
+                assert r.status_code == 503, r.text
+                assert int(r.headers["retry-after"]) > 0
+                assert "did not answer within 2 s" in r.json()["message"]
+                assert took < deadline + 2, f"answered after {took:.1f} s"
+            assert client.get("/healthz").status_code == 200
+            log = (tmp_path / "server.log").read_text()
+            assert "database unavailable: no answer within 2 s" in log
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        retry_until = time.monotonic() + 20
+        while True:
+            r = client.post("/v1/events", json=_event(0, "after"))
+            if r.status_code == 201 or time.monotonic() > retry_until:
+                break
+            time.sleep(0.2)
+        assert r.status_code == 201, r.text
+        for n in range(3):  # the client retries what was refused
+            r = client.post("/v1/events", json=_event(n, "frozen"))
+            assert r.status_code in (200, 201), r.text
+        keys = sorted(e["idempotency_key"] for e in all_events(client))
+    assert keys == sorted(
+        [f"before-{n}" for n in range(5)] + [f"frozen-{n}" for n in range(3)] + ["after-0"]
+    )

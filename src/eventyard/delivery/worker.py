@@ -61,7 +61,7 @@ from eventyard.store import Store
 from eventyard.store import consumers as consumer_sql
 from eventyard.store import transactions as txn_sql
 from eventyard.store.connect import UNAVAILABLE
-from eventyard.store.db import Db
+from eventyard.store.db import DatabaseTimeout, Db
 from eventyard.views import event_json
 
 logger = logging.getLogger("eventyard.delivery")
@@ -369,7 +369,13 @@ class DeliveryWorker:
             except Exception as exc:
                 now = self._clock.now_us()
                 leased = [i for i in batch if (i.txn.lease_expires_at or 0) > now]
-                if not isinstance(exc, UNAVAILABLE) or self._stopping.is_set():
+                # Not after a timeout: that write may still land, and recording twice would
+                # count the attempt twice.
+                if (
+                    not isinstance(exc, UNAVAILABLE)
+                    or isinstance(exc, DatabaseTimeout)
+                    or self._stopping.is_set()
+                ):
                     leased = []
                 for item in batch:
                     if item not in leased and not item.done.done():

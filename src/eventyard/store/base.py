@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from eventyard.store import migrate as migrations
 from eventyard.store.connect import backend_of, connect
-from eventyard.store.db import Backend, Db
+from eventyard.store.db import Backend, DatabaseTimeout, Db
 from eventyard.store.writer import GroupCommitWriter
 
+logger = logging.getLogger("eventyard.store")
 T = TypeVar("T")
 A = TypeVar("A")
 
@@ -27,6 +29,9 @@ A = TypeVar("A")
 class Store:
     def __init__(self, url: str, *, read_connections: int = 4, commit_max_events: int = 2000):
         self.url = url
+        # Set by a serving process (Runtime): how long a read or write may wait for the
+        # database before it raises DatabaseTimeout. None (commands, tests): no bound.
+        self.deadline_seconds: float | None = None
         self.backend: Backend = backend_of(url)
         self.writer = GroupCommitWriter(
             lambda: connect(url, writer=True), max_weight=commit_max_events
@@ -61,17 +66,32 @@ class Store:
         self._started = False
 
     async def write(self, op: Callable[[Db], T], weight: int = 1) -> T:
-        return await self.writer.write(op, weight)
+        return await self._bounded(self.writer.write(op, weight))
 
     async def write_merged(
         self, fn: Callable[[Db, list[A]], list[T]], arg: A, weight: int = 1
     ) -> T:
         """`fn(db, [arg])[0]`, merged with neighbouring writes of the same `fn` (writer.py)."""
-        return await self.writer.write_merged(fn, arg, weight)
+        return await self._bounded(self.writer.write_merged(fn, arg, weight))
 
     async def read(self, op: Callable[[Db], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._read_here, op)
+        return await self._bounded(loop.run_in_executor(self._readers, self._read_here, op))
+
+    async def _bounded(self, pending: Awaitable[T]) -> T:
+        """Await a database call for `deadline_seconds` at most (see DatabaseTimeout). The
+        call itself goes on in its thread; only the wait for it ends."""
+        if self.deadline_seconds is None:
+            return await pending
+        try:
+            async with asyncio.timeout(self.deadline_seconds):
+                return await pending
+        except TimeoutError:
+            logger.error(
+                "database unavailable: no answer within %g s (database_timeout_seconds)",
+                self.deadline_seconds,
+            )
+            raise DatabaseTimeout(self.deadline_seconds) from None
 
     async def ping(self) -> None:
         """Raise when the database does not answer a trivial query."""

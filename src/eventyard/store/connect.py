@@ -18,11 +18,16 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg.rows import dict_row
 
-from eventyard.store.db import Backend, Db
+from eventyard.store.db import Backend, DatabaseTimeout, Db
 
 CONNECT_TIMEOUT_S = 5
-# Down, unreachable, restarting, out of disk or read-only: errors a retry later may not get.
-UNAVAILABLE: tuple[type[Exception], ...] = (sqlite3.OperationalError, psycopg.OperationalError)
+# Down, unreachable, restarting, out of disk or read-only, or hanging past the deadline:
+# errors a retry later may not get.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlite3.OperationalError,
+    psycopg.OperationalError,
+    DatabaseTimeout,
+)
 
 
 def backend_of(url: str) -> Backend:

@@ -12,6 +12,23 @@ import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
+from eventyard.errors import ServiceUnavailable
+
+
+class DatabaseTimeout(ServiceUnavailable):
+    """The database did not answer within `Store.deadline_seconds`: it hangs rather than
+    refuses (a frozen server, a network that drops packets). A write may still be applied
+    once it answers, so the message says so; retrying with the idempotency key is safe."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"The database did not answer within {seconds:g} s (database_timeout_seconds); "
+            "the request may or may not have been applied. Retry after a few seconds; "
+            "retrying with the same idempotency key is safe.",
+            headers={"Retry-After": "5"},
+        )
+
+
 Backend = Literal["sqlite", "postgres"]
 Row = Mapping[str, Any]
 
