@@ -18,6 +18,10 @@ handler that was waiting for the body sees the client gone. A connection is also
 once an answer is complete while the request's body is still unread (a 413 for an oversized
 body, a 401 before the body was needed): reading on would let the client go on sending
 for as long as it likes.
+
+httptools buffers a header line until it ends, so an endless header would grow the process
+without bound: the bytes of a request's head are counted as they arrive, and past
+`max_header_bytes` the client gets `431 headers_too_large` and the connection is closed.
 """
 
 from __future__ import annotations
