@@ -22,6 +22,21 @@ def json_body(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 _TIME = {"type": "string", "format": "date-time"}
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+# A trigger id, as domain/slugs.py checks it.
+_TRIGGER_ID = {
+    "type": "string",
+    "pattern": r"^[a-z0-9][a-z0-9_.\-]*$",
+    "maxLength": 128,
+    "description": "the trigger's id: lowercase letters, digits, '_', '-' and '.', starting "
+    "with a letter or digit, up to 128 characters",
+}
+# A user id or idempotency key: not empty, no control characters, the default length limit.
+_IDENTIFIER = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 256,
+    "pattern": r"^[^\u0000-\u001f\u007f]*$",
+}
 _EVENT_TIME = {
     "oneOf": [
         {"type": "string", "description": "ISO 8601; no zone means UTC"},
@@ -57,11 +72,28 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "required": ["trigger", "user_id"],
         "additionalProperties": False,
         "properties": {
-            "trigger": {"type": "string", "description": "the trigger's id (a slug)"},
-            "user_id": {"type": ["string", "integer"], "description": "your end user's id"},
-            "payload": {"type": "object", "default": {}},
-            "timestamp": _EVENT_TIME,
-            "idempotency_key": {"type": "string"},
+            "trigger": _TRIGGER_ID,
+            "user_id": {
+                "anyOf": [_IDENTIFIER, {"type": "integer"}],
+                "description": "your end user's id: a string (up to 256 characters by "
+                "default, no control characters) or an integer",
+            },
+            "payload": {"type": ["object", "null"], "default": {}},
+            "timestamp": {"anyOf": [_EVENT_TIME, {"type": "null"}]},
+            "idempotency_key": {
+                "anyOf": [_IDENTIFIER, {"type": "null"}],
+                "description": "a repeat with the same key and body answers the original",
+            },
+        },
+    },
+    "EventFields": {
+        "type": "object",
+        "description": "An event's other fields, when trigger and user are in the path.",
+        "additionalProperties": False,
+        "properties": {
+            "payload": {"type": ["object", "null"], "default": {}},
+            "timestamp": {"anyOf": [_EVENT_TIME, {"type": "null"}]},
+            "idempotency_key": {"anyOf": [_IDENTIFIER, {"type": "null"}]},
         },
     },
     "EventData": {
@@ -105,7 +137,15 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     "BatchInput": {
         "type": "object",
         "required": ["events"],
-        "properties": {"events": {"type": "array", "items": ref("EventInput")}},
+        "additionalProperties": False,
+        "properties": {
+            "events": {
+                "type": "array",
+                "items": ref("EventInput"),
+                "maxItems": 1000,
+                "description": "at most 1,000 events by default (EVENTYARD_MAX_BATCH_EVENTS)",
+            }
+        },
     },
     "BatchResult": {
         "type": "object",
@@ -219,6 +259,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "name": {"type": "string"},
             "scopes": {
                 "type": "array",
+                "minItems": 1,
                 "items": {"type": "string", "enum": ["write", "read", "delete", "admin"]},
             },
             "environment": {
@@ -267,6 +308,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     },
     "ProjectUpdate": {
         "type": "object",
+        "required": ["mode"],
         "properties": {"mode": {"type": "string", "enum": ["open", "strict"]}},
     },
     "Erasure": {

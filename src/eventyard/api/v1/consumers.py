@@ -148,7 +148,10 @@ def _int_field(
     scope=Scope.ADMIN,
     summary="Give a webhook consumer a new signing secret",
     tags=("consumers",),
-    body={"type": "object", "properties": {"overlap_seconds": {"type": "integer"}}},
+    body={
+        "type": "object",
+        "properties": {"overlap_seconds": {"type": "integer", "minimum": 0, "maximum": 2592000}},
+    },
     responses={
         200: json_body("The consumer with its new `secret`.", ref("Consumer")),
         409: problem("A pull consumer has no secret."),
@@ -285,7 +288,11 @@ async def claim(req: Request, ctx: Context) -> Response:
     tags=("consumers",),
     query=(
         {"name": "state", "in": "query", "schema": {"type": "string"}},
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+        },
         {
             "name": "after",
             "in": "query",

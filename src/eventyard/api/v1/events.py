@@ -76,14 +76,7 @@ async def send_event(req: Request, ctx: Context) -> Response:
     scope=Scope.WRITE,
     summary="Send one event, with trigger and user in the path",
     tags=("events",),
-    body={
-        "type": "object",
-        "properties": {
-            "payload": {"type": "object"},
-            "timestamp": {"type": ["string", "integer"]},
-            "idempotency_key": {"type": "string"},
-        },
-    },
+    body=ref("EventFields"),
     responses=_SEND_RESPONSES,
 )
 async def send_event_for_user(req: Request, ctx: Context) -> Response:
