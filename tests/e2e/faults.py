@@ -11,19 +11,25 @@ import httpx
 from tests.receiver import ReceivedRequest
 
 
-def all_events(client: httpx.Client) -> list[dict[str, Any]]:
-    """Every event the client's key can see, all pages."""
+def _pages(client: httpx.Client, path: str, cursor: str, next_name: str) -> list[dict[str, Any]]:
+    """Every item of a paged list: `cursor` is the query parameter that takes the page's
+    `next_name`."""
     out: list[dict[str, Any]] = []
-    cursor = None
+    position = None
     while True:
-        params = {"limit": "1000", **({"cursor": cursor} if cursor else {})}
-        r = client.get("/v1/events", params=params)
+        params = {"limit": "1000", **({cursor: position} if position else {})}
+        r = client.get(path, params=params)
         assert r.status_code == 200, r.text
         page = r.json()
         out.extend(page["data"])
-        cursor = page["next_cursor"]
-        if not cursor:
+        position = page[next_name]
+        if not position:
             return out
+
+
+def all_events(client: httpx.Client) -> list[dict[str, Any]]:
+    """Every event the client's key can see, all pages."""
+    return _pages(client, "/v1/events", "cursor", "next_cursor")
 
 
 def create_webhook(client: httpx.Client, url: str) -> str:
@@ -35,17 +41,7 @@ def create_webhook(client: httpx.Client, url: str) -> str:
 
 def transactions(client: httpx.Client, consumer_id: str) -> list[dict[str, Any]]:
     """Every transaction of the consumer, with its attempts and history."""
-    out: list[dict[str, Any]] = []
-    after = None
-    while True:
-        params = {"limit": "1000", **({"after": after} if after else {})}
-        r = client.get(f"/v1/consumers/{consumer_id}/transactions", params=params)
-        assert r.status_code == 200, r.text
-        page = r.json()
-        out.extend(page["data"])
-        after = page["next_after"]
-        if not after:
-            return out
+    return _pages(client, f"/v1/consumers/{consumer_id}/transactions", "after", "next_after")
 
 
 def wait_all_finished(

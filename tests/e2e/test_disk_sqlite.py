@@ -10,6 +10,7 @@ test could not impose it on the server's.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sqlite3
@@ -77,6 +78,28 @@ def _check_intact(db_path: Path, acked: dict[str, str], client: httpx.Client) ->
     assert stored == acked, "the stored events are not exactly the acknowledged ones"
 
 
+@contextlib.contextmanager
+def _serving(
+    db_path: Path, log: Path, server_factory: type[ServerProcess]
+) -> Iterator[tuple[ServerProcess, httpx.Client]]:
+    """A project on a new database at `db_path`, a server on it, and a client with its key."""
+    url = f"sqlite:///{db_path}"
+    key = init_project(url)["keys"]["live"]
+    server = server_factory(url, log)
+    server.start()
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=server.url, headers=auth, timeout=30) as client:
+        yield server, client
+
+
+def _send(client: httpx.Client, tag: str, count: int, acked: dict[str, str]) -> None:
+    """`count` events that must be stored (201); each goes into `acked`, id → key."""
+    for n in range(count):
+        r = client.post("/v1/events", json=_event(tag, n))
+        assert r.status_code == 201, r.text
+        acked[r.json()["id"]] = f"{tag}-{n}"
+
+
 def _assert_unavailable(r: httpx.Response) -> None:
     assert r.status_code == 503, r.text
     assert int(r.headers["retry-after"]) > 0
@@ -87,18 +110,10 @@ def test_disk_full_answers_503_and_writes_resume_when_space_returns(
     small_fs: Path, server_factory: type[ServerProcess], tmp_path: Path
 ) -> None:
     db_path = small_fs / "eventyard.db"
-    url = f"sqlite:///{db_path}"
-    key = init_project(url)["keys"]["live"]
     log = tmp_path / "server.log"
-    server = server_factory(url, log)
-    server.start()
     acked: dict[str, str] = {}
-    auth = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=server.url, headers=auth, timeout=30) as client:
-        for n in range(20):
-            r = client.post("/v1/events", json=_event("before", n))
-            assert r.status_code == 201, r.text
-            acked[r.json()["id"]] = f"before-{n}"
+    with _serving(db_path, log, server_factory) as (server, client):
+        _send(client, "before", 20, acked)
 
         _fill(small_fs / "filler")
         # The WAL may still have room it took before; events soon need more than that.
@@ -119,10 +134,7 @@ def test_disk_full_answers_503_and_writes_resume_when_space_returns(
         _check_intact(db_path, acked, client)
 
         (small_fs / "filler").unlink()
-        for n in range(20):
-            r = client.post("/v1/events", json=_event("after", n))
-            assert r.status_code == 201, r.text
-            acked[r.json()["id"]] = f"after-{n}"
+        _send(client, "after", 20, acked)
         assert server.proc is not None
         assert server.proc.poll() is None
         _check_intact(db_path, acked, client)
@@ -142,18 +154,10 @@ def test_read_only_database_answers_503_and_writes_resume_when_writable(
     where = tmp_path / "db"
     where.mkdir()
     db_path = where / "eventyard.db"
-    url = f"sqlite:///{db_path}"
-    key = init_project(url)["keys"]["live"]
     log = tmp_path / "server.log"
-    server = server_factory(url, log)
-    server.start()
     acked: dict[str, str] = {}
-    auth = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=server.url, headers=auth, timeout=30) as client:
-        for n in range(20):
-            r = client.post("/v1/events", json=_event("before", n))
-            assert r.status_code == 201, r.text
-            acked[r.json()["id"]] = f"before-{n}"
+    with _serving(db_path, log, server_factory) as (_, client):
+        _send(client, "before", 20, acked)
 
         files = [p for p in where.iterdir() if not p.name.endswith("-shm")]
         done = _chattr("+i", *files, where)
@@ -170,8 +174,5 @@ def test_read_only_database_answers_503_and_writes_resume_when_writable(
             assert done.returncode == 0, done.stderr
         assert "database unavailable: disk I/O error (SQLITE_IOERR" in log.read_text()
 
-        for n in range(20):
-            r = client.post("/v1/events", json=_event("after", n))
-            assert r.status_code == 201, r.text
-            acked[r.json()["id"]] = f"after-{n}"
+        _send(client, "after", 20, acked)
         _check_intact(db_path, acked, client)
