@@ -277,3 +277,25 @@ def test_a_cloudevent_with_non_ascii_data_base64_is_a_400_naming_the_field(
     assert answer.status_code == 400, answer.text
     assert [e["path"] for e in answer.json()["errors"]] == ["$.data_base64"]
     assert newest(live) == before
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "TRACE"])
+def test_a_wrong_method_at_every_door_is_a_405_naming_post(
+    live: Live, ids: dict[str, str], method: str
+) -> None:
+    """Regression (schemathesis): /eventbunker/post answered a wrong method 400, as if the
+    body were bad; a client must see 405 and Allow, as at every other door."""
+    paths = [
+        "/bunce/v1/events/trigger",
+        "/eventbunker/post",
+        ids["cdp_path"],
+        "/reward/v1/triggers/t/users/u/events",
+        "/segment/v1/track",
+        "/cloudevents",
+        "/buildable/emit",
+    ]
+    for path in paths:
+        answer = live.http.request(method, path)
+        assert answer.status_code == 405, (path, answer.text)
+        assert answer.headers["allow"] == "POST", path
+        assert method in answer.text, path

@@ -76,6 +76,8 @@ def render_error(exc: EventyardError) -> Response:
         status, message = 401, NOT_A_WRITE_KEY
     elif exc.status >= 500:
         status, message = exc.status, INTERNAL
+    elif exc.status in (405, 429):  # not about the body: a wrong method, or slow down
+        status, message = exc.status, exc.message
     else:  # malformed JSON, too large, invalid fields, strict or archived trigger
         status, message = 400, VALIDATION_FAILED
     body = {"message": message, "details": details, "errors": errors}
