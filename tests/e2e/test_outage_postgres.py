@@ -203,6 +203,7 @@ def test_a_hanging_postgres_is_answered_503_within_the_deadline(
                 assert "did not answer within 2 s" in r.json()["message"]
                 assert took < deadline + 2, f"answered after {took:.1f} s"
             assert client.get("/healthz").status_code == 200
+            assert client.get("/readyz").status_code == 503
             log = (tmp_path / "server.log").read_text()
             assert "database unavailable: no answer within 2 s" in log
         finally:
