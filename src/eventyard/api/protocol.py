@@ -16,8 +16,10 @@ When one runs out, the client gets `408 request_timeout` (the one problem+json s
 the setting and its value) if no answer has begun, and the connection is closed. The
 handler that was waiting for the body sees the client gone. A connection is also closed
 once an answer is complete while the request's body is still unread (a 413 for an oversized
-body, a 401 before the body was needed): reading on would let the client go on sending
-for as long as it likes.
+body, a 401 before the body was needed): the answer ends with a FIN, and what the client
+still sends is read and dropped, unparsed and unbuffered, until the body deadline, so a
+client that writes its whole body before reading gets the answer rather than a reset, and
+one that goes on sending is cut off.
 
 httptools buffers a header line until it ends, so an endless header would grow the process
 without bound: the bytes of a request's head are counted as they arrive, and past
@@ -46,6 +48,7 @@ class DeadlineProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._reading_headers = False
         self._head_bytes = 0  # bytes received since the last request's headers ended
+        self._lingering = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -56,6 +59,8 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:  # the answer is out; the rest of the body is dropped unparsed
+            return
         if not self._body_outstanding():
             self._head_bytes += len(data)
         super().data_received(data)
@@ -93,12 +98,27 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         if self._body_outstanding():
-            self._disarm()
             self.server_state.total_requests += 1
-            self.transport.close()
+            self._linger()
             return
         super().on_response_complete()
         if self._deadline is None and self._body_outstanding():  # a pipelined request's
+            self._arm(self.body_timeout, self._body_late)
+
+    def _linger(self) -> None:
+        """After an answer that came before the body: end the answer with a FIN, then read
+        and drop what the client still sends until the body deadline, and close. A client
+        that writes its whole body before it reads (urllib, requests) then gets the answer
+        rather than a reset; one that goes on sending is cut off at the deadline."""
+        if self.transport.is_closing():
+            return
+        if not self.transport.can_write_eof():  # pragma: no cover - TLS
+            self.transport.close()
+            return
+        self._lingering = True
+        self.transport.write_eof()
+        self.flow.resume_reading()
+        if self._deadline is None:
             self._arm(self.body_timeout, self._body_late)
 
     def _body_outstanding(self) -> bool:
@@ -135,6 +155,9 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     def _body_late(self) -> None:
         self._deadline = None
+        if self._lingering:
+            self.transport.close()
+            return
         cycle = self.cycle
         if cycle is None or not cycle.more_body or cycle.response_complete:
             return
