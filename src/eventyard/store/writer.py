@@ -23,7 +23,10 @@ they are given).
 
 When the database cannot be reached (down, restarting, a network cut), connecting fails for
 the whole group at once rather than once per op: each op gets the connection error without
-waiting for its own connection attempt, and the next group tries again.
+waiting for its own connection attempt, and the next group tries again. When it hangs
+instead (a frozen server, a network dropping packets), `busy_since` shows how long the
+group in hand has taken, and `fail_waiting` lets the event loop give up on the writes it
+waits for (Store's watchdog does, after `database_timeout_seconds`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -74,6 +78,11 @@ class GroupCommitWriter:
         self._db: Db | None = None
         self._thread = threading.Thread(target=self._run, name="eventyard-writer", daemon=True)
         self.stats = WriterStats()
+        # When the group in hand began (time.monotonic()); None while waiting for writes.
+        self.busy_since: float | None = None
+        # The asyncio futures of writes not yet settled, for fail_waiting (touched only in
+        # the event loop's thread).
+        self._waiting: set[asyncio.Future[Any]] = set()
 
     def start(self) -> None:
         self._db = self._connect()
@@ -97,6 +106,7 @@ class GroupCommitWriter:
         """Queue a write and wait, in the event loop, for the commit that holds it."""
         loop = asyncio.get_running_loop()
         afuture: asyncio.Future[T] = loop.create_future()
+        self._waiting.add(afuture)
         self._queue.put(_Op(fn, weight, afuture=afuture, loop=loop))
         return await afuture
 
@@ -107,8 +117,20 @@ class GroupCommitWriter:
         ops of the same `fn` as one `fn(db, [arg, ...])`."""
         loop = asyncio.get_running_loop()
         afuture: asyncio.Future[T] = loop.create_future()
+        self._waiting.add(afuture)
         self._queue.put(_Op(None, weight, merged=fn, arg=arg, afuture=afuture, loop=loop))
         return await afuture
+
+    def fail_waiting(self, error: Callable[[], BaseException]) -> int:
+        """Fail every asyncio write not yet settled with `error()` (call in the event loop);
+        how many. Their ops still run when the writer gets to them: this only ends the wait."""
+        waiting, self._waiting = self._waiting, set()
+        failed = 0
+        for future in waiting:
+            if not future.done():
+                future.set_exception(error())
+                failed += 1
+        return failed
 
     def _run(self) -> None:
         while True:
@@ -128,7 +150,9 @@ class GroupCommitWriter:
                     break
                 group.append(nxt)
                 weight += nxt.weight
+            self.busy_since = time.monotonic()
             self._commit_group(group)
+            self.busy_since = None
             if stop_after:
                 return
 
@@ -141,7 +165,7 @@ class GroupCommitWriter:
         try:
             db = self._ensure_db()
         except Exception as exc:
-            _settle([(op, None, exc) for op in group])
+            self._settle([(op, None, exc) for op in group])
             return
         try:
             db.begin()
@@ -149,12 +173,12 @@ class GroupCommitWriter:
             db.commit()
         except Exception:
             self._rollback_quietly()
-            _settle(self._run_each_alone(group))
+            self._settle(self._run_each_alone(group))
             return
         self.stats.commits += 1
         self.stats.ops += len(group)
         self.stats.largest_group = max(self.stats.largest_group, len(group))
-        _settle([(op, result, None) for op, result in zip(group, results, strict=True)])
+        self._settle([(op, result, None) for op, result in zip(group, results, strict=True)])
 
     def _run_each_alone(self, group: list[_Op]) -> list[tuple[_Op, Any, BaseException | None]]:
         """Each op in a transaction of its own; once the database cannot be reached, the
@@ -196,6 +220,38 @@ class GroupCommitWriter:
                 logger.debug("closing a broken connection failed", exc_info=True)
             self._db = None
 
+    def _settle(self, outcomes: list[tuple[_Op, Any, BaseException | None]]) -> None:
+        """Hand each op its result or error: directly, or in one loop callback per loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op, Any, BaseException | None]]] = {}
+        for outcome in outcomes:
+            op, result, exc = outcome
+            if op.future is not None:
+                if exc is None:
+                    op.future.set_result(result)
+                else:
+                    op.future.set_exception(exc)
+            elif op.loop is not None:
+                by_loop.setdefault(op.loop, []).append(outcome)
+        for loop, batch in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(self._settle_in_loop, batch)
+            except RuntimeError:  # the loop has closed: nobody is waiting any more
+                logger.debug("dropping %d results for a closed event loop", len(batch))
+
+    def _settle_in_loop(self, batch: list[tuple[_Op, Any, BaseException | None]]) -> None:
+        waiting = self._waiting
+        for op, result, exc in batch:
+            future = op.afuture
+            if future is None:
+                continue
+            waiting.discard(future)
+            if future.done():  # the waiter was cancelled, or gave up (fail_waiting)
+                continue
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
+
 
 def _run_group(db: Db, group: list[_Op]) -> list[Any]:
     """Each op's result, in order; a run of consecutive merged ops with one `fn` in one call."""
@@ -217,33 +273,3 @@ def _run_group(db: Db, group: list[_Op]) -> list[Any]:
         results.extend(outs)
         i = end
     return results
-
-
-def _settle(outcomes: list[tuple[_Op, Any, BaseException | None]]) -> None:
-    """Hand each op its result or error: directly, or in one loop callback per event loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op, Any, BaseException | None]]] = {}
-    for outcome in outcomes:
-        op, result, exc = outcome
-        if op.future is not None:
-            if exc is None:
-                op.future.set_result(result)
-            else:
-                op.future.set_exception(exc)
-        elif op.loop is not None:
-            by_loop.setdefault(op.loop, []).append(outcome)
-    for loop, batch in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_settle_in_loop, batch)
-        except RuntimeError:  # the loop has closed: nobody is waiting any more
-            logger.debug("dropping %d results for a closed event loop", len(batch))
-
-
-def _settle_in_loop(batch: list[tuple[_Op, Any, BaseException | None]]) -> None:
-    for op, result, exc in batch:
-        future = op.afuture
-        if future is None or future.done():  # done: the waiter was cancelled
-            continue
-        if exc is None:
-            future.set_result(result)
-        else:
-            future.set_exception(exc)
