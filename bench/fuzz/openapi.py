@@ -11,9 +11,10 @@ with the project's test key (an all-scope key) for every security scheme the doc
 declares, the seeded ids as the path parameters, and every phase (examples, coverage,
 fuzzing, stateful).
 
-Two passes, because a fuzzer that may revoke keys would sooner or later revoke its own:
-every operation but `DELETE /v1/keys/{key_id}` first, then that one alone against the
-spare key. `GET /v1/events/stream` is left out: it answers a stream that does not end.
+Three passes: every operation but two first; then `DELETE /v1/keys/{key_id}` alone, against
+the spare key, because a fuzzer that may revoke keys would sooner or later revoke its own;
+then `GET /v1/events/stream` alone with `max_seconds=0.2`, because without it the stream
+does not end.
 
 The default checks are the conformance ones: no 5xx, a documented status code, content
 type, headers and body schema for every answer. `--checks all` adds schemathesis's
@@ -153,10 +154,11 @@ def seed(url: str, key: str) -> Seeded:
     )
 
 
-def config(seeded: Seeded) -> str:
+def config(seeded: Seeded, **extra: str) -> str:
     """schemathesis.toml: the key for every security scheme, the seeded ids as path values."""
     key = seeded.key
     parameters = {
+        **extra,
         "path.trigger_id": seeded.trigger_id,
         "path.triggerId": seeded.trigger_id,
         "path.hook_id": seeded.hook_id,
@@ -185,6 +187,7 @@ def config(seeded: Seeded) -> str:
 def schemathesis(
     config_path: Path, url: str, args: argparse.Namespace, selection: list[str]
 ) -> int:
+    cwd = config_path.parent
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
         "--config-file",
@@ -208,7 +211,8 @@ def schemathesis(
     ]
     if args.deterministic:
         command.append("--generation-deterministic")
-    return subprocess.run(command, check=False, timeout=args.timeout).returncode
+    # In the work directory: schemathesis keeps a cache (.schemathesis/) where it runs.
+    return subprocess.run(command, check=False, timeout=args.timeout, cwd=cwd).returncode
 
 
 def run(args: argparse.Namespace, workdir: Path) -> int:
@@ -228,6 +232,10 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         status = status or schemathesis(
             config_path, url, args, ["--include-path", KEY, "--include-method", "DELETE"]
         )
+        # The stream, each request ending after a fifth of a second.
+        stream_config = workdir / "schemathesis-stream.toml"
+        stream_config.write_text(config(seeded, **{"query.max_seconds": "0.2"}))
+        status = status or schemathesis(stream_config, url, args, ["--include-path", STREAM])
     log = log_path.read_text(errors="replace")
     if status == 0 and "Traceback" in log:
         print(f"the server logged a traceback:\n{log[-6000:]}")

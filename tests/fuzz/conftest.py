@@ -27,7 +27,7 @@ _SHARED = {
     "database": None,
     "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 }
-settings.register_profile("ci", max_examples=25, **_SHARED)  # type: ignore[arg-type]
+settings.register_profile("ci", max_examples=20, **_SHARED)  # type: ignore[arg-type]
 settings.register_profile("long", max_examples=1000, **_SHARED)  # type: ignore[arg-type]
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
