@@ -8,6 +8,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from eventyard.domain.schema import AttributeType
+
 # Text without surrogates (JSON cannot carry a lone one through UTF-8) and without NUL
 # (tested on its own: PostgreSQL's jsonb cannot store it).
 TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=40)
@@ -37,17 +39,7 @@ def json_objects() -> st.SearchStrategy[dict[str, Any]]:
     return st.dictionaries(KEYS, json_values(), max_size=8)
 
 
-ATTRIBUTE_TYPES = (
-    "string",
-    "number",
-    "integer",
-    "boolean",
-    "enum",
-    "datetime",
-    "email",
-    "array",
-    "object",
-)
+ATTRIBUTE_TYPES = tuple(t.value for t in AttributeType)
 NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True)
 ENUM_VALUES = st.lists(
     st.one_of(TEXT.filter(bool), INTEGERS), min_size=1, max_size=5, unique_by=repr

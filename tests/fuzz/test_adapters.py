@@ -166,36 +166,24 @@ DOORS = [
 ]
 
 
+def _required_trigger(live: Live, trigger: str, **types: str) -> dict[str, Any]:
+    attributes = [{"name": n, "type": t, "required": True} for n, t in types.items()]
+    body = {"id": trigger, "name": trigger, "attributes": attributes}
+    made: dict[str, Any] = live.ok(live.http.post("/v1/triggers", json=body))
+    return made
+
+
 @pytest.fixture(scope="module")
 def ids(live: Live) -> dict[str, str]:
     """The triggers the doors need: Bunce's by uuid, the CDP's by its webhook path."""
-    bunce = live.ok(
-        live.http.post(
-            "/v1/triggers",
-            json={
-                "id": "bunce_payment",
-                "name": "Payment",
-                "attributes": [
-                    {"name": "email", "type": "email", "required": True},
-                    {"name": "amount", "type": "number", "required": True},
-                ],
-            },
-        )
-    )
-    cdp = live.ok(
-        live.http.post(
-            "/v1/triggers",
-            json={
-                "id": "cdp_visit",
-                "name": "cdp_visit",
-                "attributes": [
-                    {"name": "event_name", "type": "string", "required": True},
-                    {"name": "customer_id", "type": "string", "required": True},
-                    {"name": "external_event_id", "type": "string", "required": True},
-                    {"name": "city", "type": "string", "required": True},
-                ],
-            },
-        )
+    bunce = _required_trigger(live, "bunce_payment", email="email", amount="number")
+    cdp = _required_trigger(
+        live,
+        "cdp_visit",
+        event_name="string",
+        customer_id="string",
+        external_event_id="string",
+        city="string",
     )
     return {"bunce_uuid": bunce["uuid"], "cdp_path": cdp["cdp_webhook_path"]}
 
