@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import resource
 import socket
 import threading
 import time
@@ -64,11 +65,18 @@ class Server:
         return len(got.json()["data"])
 
 
-def _start(tmp: Path, env: dict[str, str]) -> Iterator[Server]:
+def _start(tmp: Path, env: dict[str, str], open_files: int | None = None) -> Iterator[Server]:
+    """A server; with `open_files`, started under that soft limit on open files."""
     url = f"sqlite:///{tmp / 'hostile.db'}"
     key = init_project(url)["keys"]["test"]
     process = ServerProcess(url, tmp / "server.log", env, worker=False)
-    process.start()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if open_files is not None:  # the child inherits the limit
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
+    try:
+        process.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     try:
         yield Server(process, key)
     finally:
@@ -431,7 +439,8 @@ IDLE = 600
 
 def test_hundreds_of_idle_connections_do_not_stop_new_requests(tmp_path: Path) -> None:
     # The default header deadline (10 s): the idle connections stay open through the test.
-    for server in _start(tmp_path, {}):
+    # Started with a soft limit of 256 open files, the server must lift it to hold them all.
+    for server in _start(tmp_path, {}, open_files=256):
         idle: list[socket.socket] = []
         try:
             for i in range(IDLE):
