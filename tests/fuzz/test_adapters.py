@@ -287,3 +287,34 @@ def test_a_wrong_method_at_every_door_is_a_405_naming_post(
         assert answer.status_code == 405, (path, answer.text)
         assert answer.headers["allow"] == "POST", path
         assert method in answer.text, path
+
+
+# Doors that deduplicate by an id of the sender's, and how to make a message they refuse.
+DEDUP_BREAKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "cdp": lambda body: {**body, "city": 7},  # a typed attribute of the wrong type
+    "segment": lambda body: {n: v for n, v in body.items() if n != "event"},
+    "cloudevents": lambda body: {**body, "specversion": "0.3"},
+}
+
+
+@pytest.mark.parametrize(
+    "door", [d for d in DOORS if d.name in DEDUP_BREAKERS], ids=lambda d: d.name
+)
+@given(data=st.data())
+def test_a_refused_message_does_not_take_its_dedup_id(
+    live: Live, ids: dict[str, str], door: Door, data: st.DataObject
+) -> None:
+    message = door.build(live, ids, data)
+    before = newest(live)
+    broken = DEDUP_BREAKERS[door.name](message.body)
+    refused = send(live, message, json.dumps(broken).encode())
+    assert 400 <= refused.status_code < 500, refused.text
+    assert newest(live) == before
+    # The same id with the message fixed is stored, once.
+    assert door.accepted(send(live, message))
+    stored = newest(live)
+    assert stored is not None
+    assert stored != before
+    assert stored["user_id"] == message.user
+    assert door.accepted(send(live, message))
+    assert newest(live) == stored
