@@ -139,3 +139,37 @@ def test_the_attribute_generator_and_the_validator_agree(data: st.DataObject) ->
     errors = validate(bad, "$.payload")
     assert errors
     assert all(broken in e.path for e in errors), errors
+
+
+@given(data=st.data())
+def test_a_batch_stores_exactly_the_items_that_fit_and_frees_the_keys_of_the_rest(
+    live: Live, data: st.DataObject
+) -> None:
+    attrs = data.draw(attributes())
+    trigger = make_trigger(live, attrs, additional=True)
+    pairs = data.draw(st.lists(broken_payload(attrs), min_size=1, max_size=8))
+    fits = data.draw(st.lists(st.booleans(), min_size=len(pairs), max_size=len(pairs)))
+    keys = [live.unique("batch-") for _ in pairs]
+    items = [
+        {
+            "trigger": trigger,
+            "user_id": f"u{i}",
+            "idempotency_key": key,
+            "payload": p[0 if ok else 1],
+        }
+        for i, (p, ok, key) in enumerate(zip(pairs, fits, keys, strict=True))
+    ]
+    answer = live.ok(live.http.post("/v1/events/batch", json={"events": items}))
+    statuses = [r["status"] for r in answer["results"]]
+    assert statuses == ["accepted" if ok else "rejected" for ok in fits]
+    assert answer["accepted"] == sum(fits)
+    stored = {e["idempotency_key"]: e["payload"] for e in live.events(trigger)}
+    assert stored == {key: p[0] for p, ok, key in zip(pairs, fits, keys, strict=True) if ok}
+
+    # The refused items' keys are free: the same items, fixed, are stored now.
+    fixed = [{**item, "payload": p[0]} for item, p in zip(items, pairs, strict=True)]
+    again = live.ok(live.http.post("/v1/events/batch", json={"events": fixed}))
+    assert [r["status"] for r in again["results"]] == [
+        "duplicate" if ok else "accepted" for ok in fits
+    ]
+    assert len(live.events(trigger)) == len(items)
