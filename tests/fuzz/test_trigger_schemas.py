@@ -7,6 +7,8 @@
   is not taken — the same key with the payload fixed is stored once.
 - Any JSON object (unicode, nesting, 64-bit integers, floats of every size) is stored and
   read back equal by a trigger without a schema.
+- A batch stores exactly its items that fit, answers each item's fate in order, and the
+  keys of the refused ones stay free.
 - Checking a schema definition never raises on any JSON, and its stored form checks as
   itself.
 """
