@@ -195,9 +195,11 @@ def check_security_headers(response: httpx.Response, what: str) -> None:
     assert directives.get("default-src") == ["'self'"], f"{what}: {policy}"
     assert "'unsafe-inline'" not in directives.get("style-src", []), f"{what}: {policy}"
     assert directives.get("frame-ancestors") == ["'none'"], f"{what}: {policy}"
+    assert directives.get("object-src") == ["'none'"], f"{what}: {policy}"
     assert directives.get("base-uri") == ["'none'"], f"{what}: {policy}"
     assert directives.get("form-action") == ["'self'"], f"{what}: {policy}"
     assert headers.get("x-frame-options") == "DENY", what
+    assert headers.get("cross-origin-opener-policy") == "same-origin", what
     assert headers.get("x-content-type-options") == "nosniff", what
     assert headers.get("referrer-policy") in {"same-origin", "no-referrer", "strict-origin"}, what
 
