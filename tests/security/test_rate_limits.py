@@ -10,8 +10,10 @@ sign-in tries per email are a bucket in the same table.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -77,6 +79,13 @@ async def test_a_key_gets_its_burst_then_429_with_retry_after_and_ratelimit_fiel
     assert events.json()["data"] == []
 
 
+async def test_requests_sent_at_once_get_exactly_one_burst(limited: Api) -> None:
+    sent = await asyncio.gather(*(limited.send("signup", f"u{n}") for n in range(BURST * 4)))
+    assert sorted(r.status_code for r in sent) == [201] * BURST + [429] * BURST * 3
+    remaining = sorted(r.headers["RateLimit"].split(";")[1] for r in sent if r.status_code == 201)
+    assert remaining == [f"r={n}" for n in range(BURST)]
+
+
 async def test_limits_are_off_by_default(api: Api) -> None:
     for n in range(BURST * 3):
         sent = await api.send("signup", f"u{n}")
@@ -101,17 +110,22 @@ def test_two_server_processes_on_postgresql_share_one_bucket_per_key(
     servers = [server_factory(pg_url, tmp_path / f"s{i}.log", env, worker=False) for i in (0, 1)]
     for server in servers:
         server.start()
-    statuses: list[int] = []
-    for n in range(burst * 2):
-        url = servers[n % 2].url
+
+    def send(n: int) -> int:
         sent = httpx.post(
-            url + "/v1/events",
+            servers[n % 2].url + "/v1/events",
             json={"trigger": "signup", "user_id": f"u{n}"},
             headers={"Authorization": f"Bearer {keys['test']}"},
             timeout=10,
         )
-        statuses.append(sent.status_code)
-    assert statuses == [201] * burst + [429] * burst, statuses
+        return sent.status_code
+
+    # Three bursts' worth at once, 30 in flight, half to each process.
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        statuses = list(pool.map(send, range(burst * 3)))
+    assert sorted(statuses) == [201] * burst + [429] * burst * 2, statuses
+    assert send(0) == 429
+    assert send(1) == 429
     # The other environment's key has a bucket of its own.
     other = httpx.post(
         servers[1].url + "/v1/events",
@@ -127,6 +141,7 @@ def test_two_server_processes_on_postgresql_share_one_bucket_per_key(
         timeout=10,
     )
     assert stored.status_code == 429  # the test key is still out of tokens, for reads too
+    assert "Retry-After" in stored.headers
     stored = httpx.get(
         servers[0].url + "/v1/events",
         params={"limit": "100"},

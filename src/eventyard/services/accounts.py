@@ -180,13 +180,13 @@ class AccountService:
         rate = 1 / FAILURE_WAIT_SECONDS
         idle = now - _FULL_AGAIN_US  # a bucket untouched this long is full: no row needed
 
-        def op(db: Db) -> buckets.Taken:
+        def op(db: Db) -> tuple[float, int]:
             buckets.forget_idle(db, "sign-in:", idle)
             return buckets.take(db, bucket, rate, FREE_FAILURES, now)
 
-        taken = await self._store.write(op)
-        if not taken.allowed:
-            seconds = max(1, math.ceil((1 - taken.tokens) * FAILURE_WAIT_SECONDS))
+        left, got = await self._store.write(op)
+        if not got:
+            seconds = max(1, math.ceil((1 - left) * FAILURE_WAIT_SECONDS))
             raise TooManyRequests(
                 f"Too many wrong passwords for this email; wait {seconds} s before the next "
                 f"try (the limit: {FREE_FAILURES} tries at once, then one per "

@@ -1,50 +1,50 @@
-"""SQL for the shared token buckets (`rate_buckets`): take one token in one statement.
+"""SQL for the shared token buckets (`rate_buckets`): take tokens in one statement.
 
 A bucket holds `tokens` as of `updated_us`, refilling at `rate` tokens a second up to
-`burst`. `take` refills and takes one token in a single atomic upsert, which returns a row
-only when a whole token was there; a refused take changes nothing and reads the bucket to
-say when the next token comes. Time runs forward only: a process whose clock is behind the
-last writer's neither refills nor moves the bucket's time back.
+`burst`. `take` refills the bucket and takes up to `want` whole tokens in one atomic upsert
+(a new bucket starts full), and returns what is left and how many it took — fewer than
+`want`, or none, when the bucket runs dry. Time runs forward only: a process whose clock is
+behind the last writer's neither refills nor moves the bucket's time back.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from eventyard.store.db import Db
 
-# The bucket's level now: refilled since it was last taken from, capped at the burst.
+# The bucket's level now: refilled since it was last taken from, capped at the burst; and
+# the whole tokens of a level (never negative, so truncation is the floor).
 _LEVEL = {
     "sqlite": "min(?, rate_buckets.tokens + max(0, ? - rate_buckets.updated_us) * ?)",
     "postgres": "LEAST(?, rate_buckets.tokens + GREATEST(0, ? - rate_buckets.updated_us) * ?)",
 }
+_WHOLE = {"sqlite": "CAST({} AS INTEGER)", "postgres": "FLOOR({})"}
+_LEAST = {"sqlite": "min", "postgres": "LEAST"}
 _LATEST = {"sqlite": "max", "postgres": "GREATEST"}
 
 
-@dataclass(frozen=True)
-class Taken:
-    allowed: bool
-    tokens: float  # what is left after this take (or, refused, what there is)
-
-
-def take(db: Db, bucket: str, rate: float, burst: int, now_us: int) -> Taken:
-    """Take a token from `bucket` (a new bucket starts full) if a whole one is there."""
-    level = _LEVEL[db.backend]
+def take(
+    db: Db, bucket: str, rate: float, burst: int, now_us: int, want: int = 1
+) -> tuple[float, int]:
+    """Take up to `want` whole tokens from `bucket`: (tokens left, tokens taken)."""
+    b = db.backend
+    level = _LEVEL[b]
+    granted = f"{_LEAST[b]}(?, {_WHOLE[b].format(level)})"
     per_us = rate / 1_000_000
+    first = min(want, burst)
     row = db.one(
-        "INSERT INTO rate_buckets (bucket, tokens, updated_us) VALUES (?, ?, ?)"
-        f" ON CONFLICT (bucket) DO UPDATE SET tokens = {level} - 1,"
-        f" updated_us = {_LATEST[db.backend]}(rate_buckets.updated_us, excluded.updated_us)"
-        f" WHERE {level} >= 1 RETURNING tokens",
-        (bucket, burst - 1, now_us, burst, now_us, per_us, burst, now_us, per_us),
+        "INSERT INTO rate_buckets (bucket, tokens, updated_us, taken) VALUES (?, ?, ?, ?)"
+        f" ON CONFLICT (bucket) DO UPDATE SET tokens = {level} - {granted}, taken = {granted},"
+        f" updated_us = {_LATEST[b]}(rate_buckets.updated_us, excluded.updated_us)"
+        " RETURNING tokens, taken",
+        (
+            *(bucket, burst - first, now_us, first),
+            *(burst, now_us, per_us),
+            *(want, burst, now_us, per_us),
+            *(want, burst, now_us, per_us),
+        ),
     )
-    if row is not None:
-        return Taken(True, float(row["tokens"]))
-    found = db.one("SELECT tokens, updated_us FROM rate_buckets WHERE bucket = ?", (bucket,))
-    if found is None:  # pragma: no cover - deleted between the two statements
-        return Taken(False, 0.0)
-    since = max(0, now_us - int(found["updated_us"]))
-    return Taken(False, min(float(burst), float(found["tokens"]) + since * per_us))
+    assert row is not None  # an upsert always returns its row
+    return float(row["tokens"]), int(row["taken"])
 
 
 def forget(db: Db, bucket: str) -> None:
