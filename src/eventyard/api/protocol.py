@@ -177,7 +177,13 @@ class DeadlineProtocol(HttpToolsProtocol):
         )
 
     def _refuse(self, status: int, code: str, title: str, message: str) -> None:
+        """Answer `status` in the one problem shape and close; only close if an answer to an
+        earlier request on the connection is still being written (never cut into it)."""
         if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None and cycle.response_started and not cycle.response_complete:
+            self.transport.close()
             return
         body = orjson.dumps(problem_body(status, code, title, message))
         head = (
