@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +23,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.e2e.server import ServerProcess, init_project
 from tests.fuzz.conftest import Live
 from tests.fuzz.strategies import KEYS, TEXT, USER_IDS, json_values
 
@@ -318,3 +320,31 @@ def test_a_refused_message_does_not_take_its_dedup_id(
     assert stored["user_id"] == message.user
     assert door.accepted(send(live, message))
     assert newest(live) == stored
+
+
+def test_a_rate_limited_key_gets_429_and_retry_after_at_every_door(tmp_path: Path) -> None:
+    """EventBunker's door turned every refusal but a key's into its 400 'Body JSON validation
+    failed', a 429 too: a client would not wait and retry. Every door keeps the 429."""
+    database_url = f"sqlite:///{tmp_path}/eventyard.db"
+    key = init_project(database_url, "limited")["keys"]["test"]
+    limits = {"EVENTYARD_RATE_LIMIT_PER_SECOND": "0.01", "EVENTYARD_RATE_LIMIT_BURST": "1"}
+    server = ServerProcess(database_url, tmp_path / "serve.log", limits, worker=False)
+    server.start()
+    try:
+        doors = {
+            "/bunce/v1/events/trigger": {"X-Authorization": key},
+            "/eventbunker/post": {"x-eventbunker-write-key": key},
+            "/buildable/emit": {"X-Buildable-Secret": key},
+            "/cdp/webhooks/" + "0" * 32: _basic("fuzz", key),
+            "/reward/v1/triggers/t/users/u/events": {"Authorization": f"Bearer {key}"},
+            "/segment/v1/track": _basic(key),
+            "/cloudevents": {"Authorization": f"Bearer {key}"},
+        }
+        with httpx.Client(base_url=server.url, timeout=20) as http:
+            http.get("/v1/project", headers={"Authorization": f"Bearer {key}"})  # the burst
+            for path, headers in doors.items():
+                answer = http.post(path, json={}, headers=headers)
+                assert answer.status_code == 429, (path, answer.text)
+                assert int(answer.headers["retry-after"]) > 0, path
+    finally:
+        server.stop()
