@@ -26,7 +26,8 @@ from eventyard.settings import Settings
 from eventyard.store import Store
 from tests.conftest import Api, make_api
 from tests.e2e.server import ServerProcess, init_project
-from tests.e2e.test_users_cli import PASSWORD, _sign_in, users
+from tests.e2e.test_users_cli import PASSWORD, _sign_in
+from tests.security.conftest import add_dashboard_user, start_servers
 
 pytestmark = pytest.mark.anyio
 
@@ -107,9 +108,7 @@ def test_two_server_processes_on_postgresql_share_one_bucket_per_key(
     burst = 10
     keys = init_project(pg_url, "shop")["keys"]
     env = {"EVENTYARD_RATE_LIMIT_PER_SECOND": "0.01", "EVENTYARD_RATE_LIMIT_BURST": str(burst)}
-    servers = [server_factory(pg_url, tmp_path / f"s{i}.log", env, worker=False) for i in (0, 1)]
-    for server in servers:
-        server.start()
+    servers = start_servers(server_factory, pg_url, tmp_path, env=env)
 
     def send(n: int) -> int:
         sent = httpx.post(
@@ -155,13 +154,8 @@ def test_two_server_processes_on_postgresql_share_one_bucket_per_key(
 def test_sign_in_tries_are_counted_across_server_processes(
     pg_url: str, server_factory: type[ServerProcess], tmp_path: Path
 ) -> None:
-    made = users(
-        "create", "ada@example.com", "--password-stdin", database_url=pg_url, password=PASSWORD
-    )
-    assert made.returncode == 0, made.stderr
-    servers = [server_factory(pg_url, tmp_path / f"s{i}.log", worker=False) for i in (0, 1)]
-    for server in servers:
-        server.start()
+    add_dashboard_user(pg_url)
+    servers = start_servers(server_factory, pg_url, tmp_path)
     statuses = [
         _sign_in(servers[n % 2].url, "Ada@example.com", "wrong password!").status_code
         for n in range(6)

@@ -27,9 +27,10 @@ import httpx
 
 from eventyard.store.connect import connect
 from tests.e2e.server import ServerProcess, free_port, init_project
-from tests.e2e.test_users_cli import PASSWORD, _sign_in, users
+from tests.e2e.test_users_cli import PASSWORD, _sign_in
 from tests.e2e.threaded_receiver import ThreadedReceiver
 from tests.receiver import Reply
+from tests.security.conftest import add_dashboard_user
 
 # Columns that hold a secret by design: the consumer signs each webhook with it.
 SECRET_COLUMNS = {("consumers", "secret"), ("consumers", "previous_secret")}
@@ -88,10 +89,7 @@ def _all_rows(database_url: str) -> list[tuple[str, str, str]]:
 def test_no_secret_reaches_the_log_an_answer_openapi_or_a_stored_row(
     store_url: str, tmp_path: Path
 ) -> None:
-    made = users(
-        "create", "ada@example.com", "--password-stdin", database_url=store_url, password=PASSWORD
-    )
-    assert made.returncode == 0, made.stderr
+    add_dashboard_user(store_url)
     keys = init_project(store_url, "shop")["keys"]
     log = tmp_path / "server.log"
     env = {"EVENTYARD_LOG_LEVEL": "debug", "EVENTYARD_WEBHOOK_ALLOW_PRIVATE": "true"}
