@@ -32,6 +32,20 @@ def all_events(client: httpx.Client) -> list[dict[str, Any]]:
     return _pages(client, "/v1/events", "cursor", "next_cursor")
 
 
+def post_refused(client: httpx.Client, body: dict[str, Any], within: float) -> dict[str, Any]:
+    """POST an event that the database cannot take: a 503 with `Retry-After` and the
+    `unavailable` code, answered within `within` seconds. The problem body."""
+    started = time.monotonic()
+    r = client.post("/v1/events", json=body)
+    took = time.monotonic() - started
+    assert r.status_code == 503, r.text
+    assert int(r.headers["retry-after"]) > 0
+    problem: dict[str, Any] = r.json()
+    assert problem["code"] == "unavailable"
+    assert took < within, f"answered after {took:.1f} s"
+    return problem
+
+
 def create_webhook(client: httpx.Client, url: str) -> str:
     r = client.post("/v1/consumers", json={"name": "hook", "kind": "webhook", "url": url})
     assert r.status_code == 201, r.text
