@@ -126,6 +126,11 @@ def test_postgres_outage_answers_503_and_resumes_without_restart(
                 assert r.status_code == 201, r.text
                 acked[r.json()["id"]] = f"after-{n}"
             assert client.get("/readyz").status_code == 200
+            # The LISTEN connection (other processes' NOTIFYs) is back too, and says so.
+            listening_by = time.monotonic() + 10
+            while "LISTEN connection restored" not in log.read_text():
+                assert time.monotonic() < listening_by, log.read_text()[-2000:]
+                time.sleep(0.1)
 
             # Deliveries resume at once: well before any lease taken before the outage
             # (the attempt's 15 s timeout plus 30 s) could have run out.
