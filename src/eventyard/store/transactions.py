@@ -587,9 +587,11 @@ def release_expired_leases(db: Db, now: int) -> int:
 def release_all_webhook_leases(db: Db) -> int:
     """Give back every leased webhook delivery (due again at once): for a worker that knows
     no other worker is alive, so every lease left belongs to one that died."""
+    # By consumer and state, so the index on (consumer_id, state, ...) skips finished rows.
     cursor = db.execute(
         "UPDATE transactions SET lease_expires_at = NULL"
-        " WHERE state = 'pending' AND lease_expires_at IS NOT NULL"
+        " WHERE consumer_id IN (SELECT id FROM consumers WHERE kind = 'webhook')"
+        " AND state = 'pending' AND lease_expires_at IS NOT NULL"
     )
     return cursor.rowcount
 
