@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventyard.services.consumers import MAX_LEASE_SECONDS
+
 
 def ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -255,6 +257,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     "KeyInput": {
         "type": "object",
         "required": ["scopes"],
+        "additionalProperties": False,
         "properties": {
             "name": {"type": "string"},
             "scopes": {
@@ -309,6 +312,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     "ProjectUpdate": {
         "type": "object",
         "required": ["mode"],
+        "additionalProperties": False,
         "properties": {"mode": {"type": "string", "enum": ["open", "strict"]}},
     },
     "Erasure": {
@@ -421,13 +425,21 @@ COMPONENTS.update(
         "TransactionReport": {
             "type": "object",
             "required": ["state"],
+            "additionalProperties": False,
             "properties": {
                 "state": {
                     "type": "string",
-                    "description": "processing, finished, failed, pending, or your own",
+                    "pattern": "^[a-z][a-z0-9_-]{0,63}$",
+                    "description": "processing, finished, failed, pending, or your own: "
+                    "lowercase letters, digits, '_' and '-', up to 64 characters",
                 },
-                "output": {},
-                "lease_seconds": {"type": "integer", "default": 60},
+                "output": {"description": "anything JSON, up to 32 KB by default"},
+                "lease_seconds": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_LEASE_SECONDS,
+                    "default": 60,
+                },
             },
         },
         "ClaimResult": {

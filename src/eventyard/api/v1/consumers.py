@@ -150,6 +150,7 @@ def _int_field(
     tags=("consumers",),
     body={
         "type": "object",
+        "additionalProperties": False,
         "properties": {"overlap_seconds": {"type": "integer", "minimum": 0, "maximum": 2592000}},
     },
     responses={
@@ -183,6 +184,7 @@ async def rotate_secret(req: Request, ctx: Context) -> Response:
     body={
         "type": "object",
         "required": ["since"],
+        "additionalProperties": False,
         "properties": {
             "since": {"type": ["string", "integer"]},
             "only_failed": {"type": "boolean", "default": False},
@@ -229,6 +231,7 @@ async def replay_consumer(req: Request, ctx: Context) -> Response:
     tags=("consumers",),
     body={
         "type": "object",
+        "additionalProperties": False,
         "properties": {
             "limit": {"type": "integer", "minimum": 1, "maximum": MAX_CLAIM, "default": 10},
             "lease_seconds": {
