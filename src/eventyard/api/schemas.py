@@ -83,7 +83,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "payload": {"type": ["object", "null"], "default": {}},
             "timestamp": {"anyOf": [_EVENT_TIME, {"type": "null"}]},
             "idempotency_key": {
-                "anyOf": [_IDENTIFIER, {"type": "null"}],
+                "anyOf": [_IDENTIFIER, {"type": "integer"}, {"type": "null"}],
                 "description": "a repeat with the same key and body answers the original",
             },
         },
@@ -95,7 +95,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "properties": {
             "payload": {"type": ["object", "null"], "default": {}},
             "timestamp": {"anyOf": [_EVENT_TIME, {"type": "null"}]},
-            "idempotency_key": {"anyOf": [_IDENTIFIER, {"type": "null"}]},
+            "idempotency_key": {"anyOf": [_IDENTIFIER, {"type": "integer"}, {"type": "null"}]},
         },
     },
     "EventData": {
