@@ -505,6 +505,10 @@ def api_key_header(name: str, description: str) -> str:
 AUTH_ERRORS: dict[int, dict[str, Any]] = {
     401: problem("No key, an unknown key or a revoked key."),
     403: problem("The key lacks the scope this route needs."),
+    429: problem(
+        "The key's rate limit is spent (only when EVENTYARD_RATE_LIMIT_PER_SECOND is set); "
+        "`Retry-After` says when to try again, `RateLimit` and `RateLimit-Policy` say more."
+    ),
 }
 BODY_ERRORS: dict[int, dict[str, Any]] = {
     400: problem("The body is not JSON, or not valid UTF-8."),
