@@ -12,6 +12,7 @@ runs on SQLite and PostgreSQL against a real receiver on loopback.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,8 +21,10 @@ import pytest
 
 from eventyard.clock import SystemClock
 from eventyard.delivery.notify import Notifier
+from eventyard.delivery.presence import WorkerPresence
 from eventyard.settings import Settings
 from eventyard.store import Store
+from eventyard.store import transactions as txn_sql
 from eventyard.store.transactions import transactions_of_event
 from tests.integration.delivery_fixtures import World, delivered_id, open_world, worker_running
 from tests.receiver import Receiver, Reply
@@ -262,3 +265,23 @@ async def test_claims_and_records_are_planned_for_the_tables_as_they_are_now(
     assert any("INSERT INTO events" in s for s in statements)  # the writer does prepare
     joined = [s for s in statements if "UPDATE transactions" in s and "JOIN" in s]
     assert joined == []
+
+
+async def test_a_worker_whose_hand_back_fails_does_not_keep_other_workers_out(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker alone at start takes the workers' lock exclusively to give back dead
+    workers' leases; if that write fails (a full or read-only disk, the database going
+    away), it must still share the lock, or every other worker's start waits forever."""
+
+    def fails(db: Any) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(txn_sql, "release_all_webhook_leases", fails)
+    await world.worker._join_workers()
+    other = WorkerPresence(world.services.store.url)
+    try:
+        assert not other.try_alone()  # the first worker lives
+        await asyncio.wait_for(asyncio.to_thread(other.share), timeout=5)
+    finally:
+        other.leave()

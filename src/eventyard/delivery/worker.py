@@ -461,9 +461,15 @@ class DeliveryWorker:
         """Hold the live workers' lock; when no other worker is alive, first give back the
         leases dead ones left (presence.py), so their deliveries go out now rather than
         when the leases run out."""
-        self._presence = WorkerPresence(self._store.url)
+        presence = self._presence = WorkerPresence(self._store.url)
         try:
-            if await asyncio.to_thread(self._presence.try_alone):
+            alone = await asyncio.to_thread(presence.try_alone)
+        except Exception:
+            logger.warning("could not check for other workers; leases left run out", exc_info=True)
+            presence.leave()
+            return
+        try:
+            if alone:
                 released = await self._store.write(txn_sql.release_all_webhook_leases)
                 if released:
                     logger.info(
@@ -471,9 +477,16 @@ class DeliveryWorker:
                         "stopped without handing them back are due again",
                         released,
                     )
-            await asyncio.to_thread(self._presence.share)
         except Exception:
-            logger.warning("could not check for other workers; leases left run out", exc_info=True)
+            logger.warning("could not give back dead workers' leases; they run out", exc_info=True)
+        finally:
+            # Whatever became of the hand-back, the exclusive lock must not be kept: every
+            # other worker's start waits for it to become shared.
+            try:
+                await asyncio.to_thread(presence.share)
+            except Exception:
+                logger.warning("could not hold the workers' lock", exc_info=True)
+                presence.leave()
 
     async def housekeeping(self) -> None:
         if self._presence is not None:
