@@ -103,7 +103,8 @@ class SharedBuckets:
                     partial(take, now_us=self._clock.now_us(), want=len(batch))
                 )
             except Exception as exc:  # the database is down: each request answers 503
-                for future in batch:
+                # Those that came while this one waited would only wait as long again.
+                for future in batch + self._waiting.pop(bucket, []):
                     if not future.done():
                         future.set_exception(exc)
                 continue
