@@ -139,6 +139,9 @@ async def test_an_unknown_route_is_404(api: Api, method: str, path: str) -> None
         ("PATCH", "/v1/events/evt_x", {"GET"}),
         ("GET", "/v1/triggers/signup/users/u1/events", {"POST"}),
         ("GET", "/v1/users/u1", {"DELETE"}),
+        # A literal path answers for itself, not for the template it also fits
+        # (/v1/events/{event_id} takes GET).
+        ("OPTIONS", "/v1/events/batch", {"POST"}),
     ],
 )
 async def test_a_wrong_method_is_405_with_allow(
@@ -170,3 +173,21 @@ async def test_nul_or_bad_utf8_in_the_url_is_400(api: Api, method: str, url: str
     response = await api.client.request(method, url, headers=api.auth())
     problem = assert_problem(response, 400, "invalid_request")
     assert "NUL" in problem["message"] or "UTF-8" in problem["message"]
+
+
+async def test_a_body_the_document_calls_optional_may_be_left_out_and_a_required_one_not(
+    api: Api,
+) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+
+    def required(path: str) -> bool:
+        return bool(spec["paths"][path]["post"]["requestBody"]["required"])
+
+    await api.client.post("/v1/triggers", headers=api.auth(), json={"id": "signup"})
+    assert not required("/v1/triggers/{trigger_id}/users/{user_id}/events")
+    sent = await api.client.post("/v1/triggers/signup/users/u1/events", headers=api.auth())
+    assert sent.status_code == 201, sent.text
+
+    assert required("/v1/events")
+    refused = await api.client.post("/v1/events", headers=api.auth())
+    assert_problem(refused, 400, "malformed_json")

@@ -194,6 +194,7 @@ async def test_claiming_is_only_for_pull_consumers(api: Api) -> None:
         ({"limit": 0}, "$.limit"),
         ({"limit": 5000}, "$.limit"),
         ({"limit": "5"}, "$.limit"),
+        ({"limit": 2.5}, "$.limit"),
         ({"lease_seconds": 0}, "$.lease_seconds"),
         ({"lease_seconds": 3601}, "$.lease_seconds"),
         ({"wait_seconds": -1}, "$.wait_seconds"),
@@ -326,3 +327,13 @@ async def test_replay_leaves_work_in_a_state_of_the_consumers_own_alone(api: Api
     assert shipping.json()["state"] == "shipping"
     finished = await api.get(f"/v1/transactions/{second['id']}")
     assert finished.json()["state"] == "pending"
+
+
+async def test_whole_numbers_written_as_floats_are_taken(api: Api) -> None:
+    # JSON Schema counts 2.0 as an integer, as the OpenAPI document's `integer` says.
+    consumer = await pull_consumer(api)
+    await send_many(api, 3)
+    claimed = await claim(api, consumer, limit=2.0, lease_seconds=30.0)
+    assert len(claimed) == 2
+    reported = await patch(api, claimed[0]["id"], {"state": "processing", "lease_seconds": 60.0})
+    assert reported.status_code == 200, reported.text

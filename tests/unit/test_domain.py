@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from eventyard import ids
-from eventyard.domain.jsonbody import nesting_depth, parse_json
+from eventyard.domain.jsonbody import nesting_depth, parse_json, whole_number
 from eventyard.domain.schema import compile_schema, json_path, normalize_schema
 from eventyard.domain.slugs import slugify, trigger_id_problem
 from eventyard.domain.timeparse import MAX_US, TimeParseError, parse_event_time
@@ -428,3 +428,13 @@ def test_every_setting_has_a_variable_and_a_field() -> None:
         assert setting.env_var == "EVENTYARD_" + setting.name.upper()
         assert getattr(defaults, setting.name) == setting.default
         assert setting.doc.strip()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(5, 5), (5.0, 5), (-3.0, -3), (5.5, None), (True, None), ("5", None), (None, None)],
+)
+def test_a_whole_number_may_come_as_an_integral_float_but_not_as_a_bool(
+    value: object, expected: int | None
+) -> None:
+    assert whole_number(value) == expected

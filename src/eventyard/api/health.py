@@ -95,7 +95,7 @@ def build_openapi(routes_: list[Route]) -> dict[str, Any]:
             op["parameters"] = params
         if route.body is not None:
             op["requestBody"] = {
-                "required": True,
+                "required": not route.body_optional,
                 "content": {"application/json": {"schema": route.body}},
             }
         paths.setdefault(route.path, {})[route.method.lower()] = op

@@ -56,6 +56,7 @@ class Route:
     summary: str
     tags: tuple[str, ...] = ()
     body: dict[str, Any] | None = None
+    body_optional: bool = False  # the handler takes no body as an empty object
     responses: dict[int, dict[str, Any]] = field(default_factory=dict)
     query: tuple[dict[str, Any], ...] = ()
     include_in_schema: bool = True
@@ -87,6 +88,7 @@ class RouteTable:
         summary: str,
         tags: tuple[str, ...] = (),
         body: dict[str, Any] | None = None,
+        body_optional: bool = False,
         responses: dict[int, dict[str, Any]] | None = None,
         query: tuple[dict[str, Any], ...] = (),
         include_in_schema: bool = True,
@@ -107,6 +109,7 @@ class RouteTable:
                     summary=summary,
                     tags=tags,
                     body=body,
+                    body_optional=body_optional,
                     responses=responses or {},
                     query=query,
                     include_in_schema=include_in_schema,
@@ -152,21 +155,25 @@ class Router:
 
     def _match_slowly(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         parts = path.strip("/").split("/") if path.strip("/") else [""]
-        allowed: list[str] = []
+        # For a 405's Allow: the methods of the most literal templates that match, so that
+        # /v1/events/batch (POST) does not also offer GET for /v1/events/{event_id}.
+        matched: list[tuple[int, str]] = []
         for route in self._by_length.get(len(parts), ()):
             params = _match_segments(route.segments, parts)
             if params is None:
                 continue
             if route.method == method:
                 return route, _decode_params(params, route)
-            allowed.append(route.method)
+            matched.append((len(params), route.method))
         for route in self._greedy:
             params = _match_greedy(route, parts)
             if params is None:
                 continue
             if route.method == method:
                 return route, _decode_params(params, route)
-            allowed.append(route.method)
+            matched.append((len(parts), route.method))
+        fewest = min((n for n, _ in matched), default=0)
+        allowed = [m for n, m in matched if n == fewest]
         if allowed:
             raise MethodNotAllowed(
                 f"{method} is not allowed here; use {', '.join(sorted(set(allowed)))}.",

@@ -41,8 +41,13 @@ _IDENTIFIER = {
 }
 _EVENT_TIME = {
     "oneOf": [
-        {"type": "string", "description": "ISO 8601; no zone means UTC"},
-        {"type": "integer", "description": "epoch milliseconds"},
+        {"type": "string", "format": "date-time", "description": "ISO 8601; no zone means UTC"},
+        {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 253402300799999,
+            "description": "epoch milliseconds, 1970 to 9999",
+        },
     ]
 }
 
@@ -201,7 +206,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "required": ["name"],
         "properties": {
             "id": {"type": "string", "description": "a slug; made from the name when absent"},
-            "name": {"type": "string"},
+            "name": {"type": "string", "minLength": 1},
             "description": {"type": "string"},
             "type": {"type": "string", "enum": ["custom"]},
             "platform": {"type": ["string", "null"]},
@@ -214,7 +219,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     "TriggerUpdate": {
         "type": "object",
         "properties": {
-            "name": {"type": "string"},
+            "name": {"type": "string", "minLength": 1},
             "description": {"type": "string"},
             "platform": {"type": ["string", "null"]},
             "label": {"type": ["string", "null"]},

@@ -104,3 +104,15 @@ def _walk(value: Any, stop_after: int) -> tuple[int, bool]:
             elif type(child) is float and not _FLOAT_MIN < child < _FLOAT_MAX:
                 wide = True
     return deepest, wide
+
+
+def whole_number(value: object) -> int | None:
+    """`value` as an int when it is a whole number in JSON's sense: 5, or 5.0, which JSON
+    Schema counts as an integer too. None for anything else, booleans included."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None

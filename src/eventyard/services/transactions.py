@@ -16,6 +16,7 @@ import orjson
 
 from eventyard.clock import Clock
 from eventyard.delivery.notify import Notifier
+from eventyard.domain.jsonbody import whole_number
 from eventyard.domain.models import (
     TERMINAL_STATES,
     Consumer,
@@ -133,12 +134,8 @@ class TransactionService:
                     "64 characters), such as processing, finished or failed",
                 )
             )
-        lease_seconds = body.get("lease_seconds", DEFAULT_LEASE_SECONDS)
-        if (
-            isinstance(lease_seconds, bool)
-            or not isinstance(lease_seconds, int)
-            or not 1 <= lease_seconds <= MAX_LEASE_SECONDS
-        ):
+        lease_seconds = whole_number(body.get("lease_seconds", DEFAULT_LEASE_SECONDS))
+        if lease_seconds is None or not 1 <= lease_seconds <= MAX_LEASE_SECONDS:
             errors.append(
                 FieldError(
                     "$.lease_seconds", f"must be whole seconds from 1 to {MAX_LEASE_SECONDS}"
@@ -155,6 +152,7 @@ class TransactionService:
         if errors:
             raise ValidationFailed("The transaction report is not valid.", errors=errors)
         assert isinstance(state, str)
+        assert lease_seconds is not None
         txn = await self.get(principal, txn_id)
         consumer = await self._consumers.get(principal, txn.consumer_id)
         if consumer.kind is not ConsumerKind.PULL:

@@ -9,6 +9,7 @@ from eventyard.api.http import Request, Response, json_response
 from eventyard.api.routing import RouteTable
 from eventyard.api.schemas import AUTH_ERRORS, BODY_ERRORS, json_body, problem, ref
 from eventyard.api.v1.bodies import read_object
+from eventyard.domain.jsonbody import whole_number
 from eventyard.domain.models import ConsumerState, Scope
 from eventyard.domain.timeparse import TimeParseError, parse_event_time
 from eventyard.errors import FieldError, InvalidRequest, ValidationFailed, unknown_fields
@@ -135,8 +136,8 @@ def _int_field(
     high: int,
     errors: list[FieldError],
 ) -> int:
-    value = body.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+    value = whole_number(body.get(name, default))
+    if value is None or not low <= value <= high:
         errors.append(FieldError(f"$.{name}", f"must be a whole number from {low} to {high}"))
         return default
     return value
@@ -153,6 +154,7 @@ def _int_field(
         "additionalProperties": False,
         "properties": {"overlap_seconds": {"type": "integer", "minimum": 0, "maximum": 2592000}},
     },
+    body_optional=True,
     responses={
         200: json_body("The consumer with its new `secret`.", ref("Consumer")),
         409: problem("A pull consumer has no secret."),
@@ -186,7 +188,17 @@ async def rotate_secret(req: Request, ctx: Context) -> Response:
         "required": ["since"],
         "additionalProperties": False,
         "properties": {
-            "since": {"type": ["string", "integer"]},
+            "since": {
+                "anyOf": [
+                    {"type": "string", "format": "date-time"},
+                    {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 253402300799999,
+                        "description": "epoch milliseconds, 1970 to 9999",
+                    },
+                ]
+            },
             "only_failed": {"type": "boolean", "default": False},
         },
     },
@@ -229,6 +241,7 @@ async def replay_consumer(req: Request, ctx: Context) -> Response:
     summary="A pull consumer claims pending transactions, with a lease (long-poll with "
     "wait_seconds)",
     tags=("consumers",),
+    body_optional=True,
     body={
         "type": "object",
         "additionalProperties": False,

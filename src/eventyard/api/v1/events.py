@@ -77,6 +77,7 @@ async def send_event(req: Request, ctx: Context) -> Response:
     summary="Send one event, with trigger and user in the path",
     tags=("events",),
     body=ref("EventFields"),
+    body_optional=True,
     responses=_SEND_RESPONSES,
 )
 async def send_event_for_user(req: Request, ctx: Context) -> Response:
@@ -182,13 +183,23 @@ _LIST_PARAMS = (
     {
         "name": "since",
         "in": "query",
-        "schema": {"type": "string"},
+        "schema": {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "pattern": "^[0-9]+$"},
+            ]
+        },
         "description": "event time, inclusive: ISO 8601 or epoch milliseconds",
     },
     {
         "name": "until",
         "in": "query",
-        "schema": {"type": "string"},
+        "schema": {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "pattern": "^[0-9]+$"},
+            ]
+        },
         "description": "event time, exclusive",
     },
     {"name": "source", "in": "query", "schema": {"type": "string"}},
