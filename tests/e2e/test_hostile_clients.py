@@ -467,3 +467,20 @@ def test_hundreds_of_idle_connections_do_not_stop_new_requests(tmp_path: Path) -
         finally:
             for sock in idle:
                 sock.close()
+
+
+def test_an_answer_before_the_body_says_the_connection_closes(server: Server) -> None:
+    """A 401 sent while the body is still on its way ends the connection, and says so, so a
+    client with a pool of kept-alive connections does not send its next request on it."""
+    with server.connect() as sock:
+        sock.sendall(post_head(server, Content_Length="40", Authorization="Bearer nope"))
+        answer = read_answer(sock)
+    assert answer.status == 401
+    assert answer.headers.get("connection") == "close"
+    assert answer.closed
+    with server.connect() as sock:  # a body sent whole
+        body = event_body("u-close")
+        sock.sendall(post_head(server, Content_Length=str(len(body))) + body)
+        answer = read_answer(sock, close_within=0)
+    assert answer.status == 201
+    assert "connection" not in answer.headers

@@ -91,6 +91,27 @@ class DeadlineProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._disarm()
         super().on_headers_complete()
+        if self.cycle is not None:
+            self._say_close_when_answering_early(self.cycle)
+
+    def _say_close_when_answering_early(self, cycle: Any) -> None:
+        """An answer that starts while the body is still arriving (a 401, a 413) says
+        `connection: close`, since the connection ends after it (`_linger`): a client
+        with a pool of kept-alive connections then sends its next request on another one
+        rather than on this one, as it closes. uvicorn, seeing the header, would close
+        at once; keep-alive is set back so the answer ends with a linger, not a reset."""
+        send = cycle.send
+
+        async def send_saying_close(message: dict[str, Any]) -> None:
+            if message["type"] != "http.response.start" or not self._body_outstanding():
+                await send(message)
+                return
+            was_kept = cycle.keep_alive
+            headers = [*message.get("headers", ()), (b"connection", b"close")]
+            await send({**message, "headers": headers})
+            cycle.keep_alive = was_kept
+
+        cycle.send = send_saying_close
 
     def on_message_complete(self) -> None:
         self._disarm()
