@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from eventyard.services.consumers import MAX_LEASE_SECONDS
+from eventyard.store.erasures import ERASED_KINDS as _ERASED_KINDS
 
 
 def ref(name: str) -> dict[str, Any]:
@@ -322,13 +323,46 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     },
     "Erasure": {
         "type": "object",
+        "description": "The receipt of an erasure: every event of the user stored before "
+        "`started_at` is gone, with everything that hung off it.",
+        "required": ["id", "user_id", "deleted", "started_at", "erased_at"],
         "properties": {
+            "id": {"type": "string", "examples": ["ers_01JD2T6V9Q4XK3M8N5P7R2S4W6"]},
             "user_id": {"type": "string"},
-            "deleted": {
-                "type": "object",
-                "properties": {"events": {"type": "integer"}},
+            "deleted": ref("ErasureCounts"),
+            "started_at": _TIME,
+            "erased_at": {**_TIME, "description": "when the erasure finished"},
+        },
+    },
+    "ErasureCounts": {
+        "type": "object",
+        "description": "Rows removed, by kind.",
+        "required": list(_ERASED_KINDS),
+        "properties": {kind: {"type": "integer", "minimum": 0} for kind in _ERASED_KINDS},
+    },
+    "ErasureRecord": {
+        "type": "object",
+        "description": "What eventyard keeps of an erasure: no user id, nothing of the "
+        "erased data.",
+        "required": ["id", "environment", "requested_by", "deleted", "started_at", "erased_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "environment": {"type": "string", "enum": ["live", "test"]},
+            "requested_by": {"type": "string", "description": "the id of the API key"},
+            "deleted": ref("ErasureCounts"),
+            "started_at": _TIME,
+            "erased_at": {
+                **_NULLABLE_TIME,
+                "description": "when it finished; null if it is running or stopped half-way",
             },
-            "erased_at": _TIME,
+        },
+    },
+    "ErasurePage": {
+        "type": "object",
+        "required": ["data", "next_cursor"],
+        "properties": {
+            "data": {"type": "array", "items": ref("ErasureRecord")},
+            "next_cursor": {"type": ["string", "null"]},
         },
     },
 }

@@ -7,7 +7,7 @@ the Python client (`admin` holds triggers, keys and consumers), with what they s
 `remote`.
 """
 
-from eventyard.cli import admin, manage, server, transfer
+from eventyard.cli import admin, backup, manage, server, transfer
 from eventyard.cli.root import main
 
-__all__ = ["admin", "main", "manage", "server", "transfer"]
+__all__ = ["admin", "backup", "main", "manage", "server", "transfer"]

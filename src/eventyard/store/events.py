@@ -1,6 +1,6 @@
-"""SQL for reading and erasing events: listing with filters, counts, a user's erasure.
+"""SQL for reading events: listing with filters, counts.
 
-Writing events is `event_writes.py`.
+Writing events is `event_writes.py`; erasing a user's, `erasures.py`.
 """
 
 from __future__ import annotations
@@ -141,31 +141,6 @@ def count_matching(
     """How many events match the filters of `q` (its paging aside)."""
     where, params = _where(project_id, environment, q, now, db.backend)
     return int(db.scalar(f"SELECT COUNT(*) AS n FROM events WHERE {where}", params))
-
-
-def delete_user_events(db: Db, project_id: str, environment: Environment, user_id: str) -> int:
-    """Erase a user's events, their transactions (with history and attempts) and the
-    idempotency keys that point at them; return the number of events."""
-    env = environment.value
-    of_user = "SELECT id FROM events WHERE project_id = ? AND environment = ? AND user_id = ?"
-    txns = f"SELECT id FROM transactions WHERE event_id IN ({of_user})"
-    for table in ("transaction_history", "delivery_attempts"):
-        db.execute(
-            f"DELETE FROM {table} WHERE transaction_id IN ({txns})", (project_id, env, user_id)
-        )
-    db.execute(
-        f"DELETE FROM transactions WHERE event_id IN ({of_user})", (project_id, env, user_id)
-    )
-    db.execute(
-        "DELETE FROM idempotency_keys WHERE event_id IN"
-        " (SELECT id FROM events WHERE project_id = ? AND environment = ? AND user_id = ?)",
-        (project_id, env, user_id),
-    )
-    cursor = db.execute(
-        "DELETE FROM events WHERE project_id = ? AND environment = ? AND user_id = ?",
-        (project_id, env, user_id),
-    )
-    return cursor.rowcount
 
 
 def count_events(db: Db, project_id: str, environment: Environment, trigger_id: str) -> int:
