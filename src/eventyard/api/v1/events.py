@@ -168,7 +168,7 @@ def _time_param(params: dict[str, str], name: str) -> int | None:
         raise InvalidRequest(f"The query parameter {name!r}: {exc}.") from None
 
 
-def _limit_param(params: dict[str, str]) -> int:
+def limit_param(params: dict[str, str]) -> int:
     raw = params.get("limit")
     if raw is None:
         return DEFAULT_PAGE
@@ -249,7 +249,7 @@ async def list_events(req: Request, ctx: Context) -> Response:
         until=_time_param(params, "until"),
         source=params.get("source") or None,
         before=decode_cursor(cursor) if cursor else None,
-        limit=_limit_param(params),
+        limit=limit_param(params),
         consumer=params.get("consumer") or None,
         consumer_state=params.get("state") or None,
     )

@@ -8,16 +8,16 @@ from eventyard.api.context import Context
 from eventyard.api.http import Request, Response, json_response
 from eventyard.api.routing import RouteTable
 from eventyard.api.schemas import AUTH_ERRORS, json_body, problem, ref
+from eventyard.api.v1.events import limit_param
 from eventyard.clock import format_us
 from eventyard.domain.models import Scope
-from eventyard.errors import InvalidCursor, InvalidRequest
+from eventyard.errors import InvalidCursor
 from eventyard.ids import is_valid_id
+from eventyard.services.events import DEFAULT_PAGE, MAX_PAGE
 from eventyard.services.users import erase_user, erasures
 from eventyard.store.erasures import ErasureRecord
 
 routes = RouteTable()
-MAX_PAGE = 1000
-DEFAULT_PAGE = 50
 
 
 @routes.add(
@@ -86,10 +86,7 @@ _LIST_PARAMS = (
 )
 async def list_erasures(req: Request, ctx: Context) -> Response:
     params = req.query_params({"limit", "cursor"})
-    raw = params.get("limit", str(DEFAULT_PAGE))
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 5) or not 1 <= int(raw) <= MAX_PAGE:
-        raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_PAGE}; got {raw!r}.")
-    limit = int(raw)
+    limit = limit_param(params)
     cursor = params.get("cursor") or None
     if cursor is not None and not is_valid_id(cursor, "ers"):
         raise InvalidCursor(
