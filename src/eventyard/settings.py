@@ -70,6 +70,13 @@ def _schedule(raw: str) -> str:
     return ",".join(parts)
 
 
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"text", "json"}:
+        raise ValueError("must be text or json")
+    return value
+
+
 def _log_level(raw: str) -> str:
     level = raw.strip().lower()
     if level not in {"debug", "info", "warning", "error"}:
@@ -175,6 +182,30 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("log_level", "info", _log_level, "The log level: debug, info, warning or error."),
     Setting(
+        "log_format",
+        "text",
+        _log_format,
+        "`text` (one readable line a record: time, level, logger, message, `key=value` "
+        "fields) or `json` (one JSON object a line: `time`, `level`, `logger`, `message`, "
+        "the fields, `exc` for a traceback), for a log collector. Every line logged while "
+        "handling a request carries its `request_id`.",
+    ),
+    Setting(
+        "access_log",
+        True,
+        _bool,
+        "Log one line a request (at info level): method, route template, status, "
+        "`duration_ms`, `request_id`, the key's `project` and `environment`, `bytes`. Never "
+        "the raw path, the query, headers or the body.",
+    ),
+    Setting(
+        "metrics_token",
+        "",
+        str,
+        "When set, `GET /metrics` needs `Authorization: Bearer <this token>`; when empty "
+        "(the default), `/metrics` is public, like `/healthz`.",
+    ),
+    Setting(
         "webhook_allow_private",
         False,
         _bool,
@@ -276,6 +307,9 @@ class Settings:
     read_connections: int = 4
     database_timeout_seconds: int = 30
     log_level: str = "info"
+    log_format: str = "text"
+    access_log: bool = True
+    metrics_token: str = ""
     webhook_allow_private: bool = False
     retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
     webhook_timeout_seconds: int = 15

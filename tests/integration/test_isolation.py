@@ -98,6 +98,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("PATCH", "/v1/transactions/{transaction_id}"): Case(404, 404, body={"state": "finished"}),
     ("POST", "/v1/transactions/{transaction_id}/retry"): Case(404, 404),
     ("GET", "/v1/stats"): Case(200, 200, query={"window": "day"}),
+    ("GET", "/v1/status"): Case(200, 200),
 }
 
 # Native routes, reached with `Authorization: Bearer`; each adapter's door is checked with

@@ -10,7 +10,10 @@ Database outages are answered `503` with `Retry-After`, never `500`.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,12 +32,14 @@ from eventyard.api.v1 import (
     keys,
     project,
     stats,
+    status,
     stream,
     transactions,
     triggers,
     users,
 )
 from eventyard.errors import EventyardError, InternalError, ServiceUnavailable
+from eventyard.logs import REQUEST_ID, access_log
 from eventyard.services.container import Services
 from eventyard.services.keys import require_scope
 
@@ -56,6 +61,7 @@ def all_routes() -> list[Route]:
         consumers,
         transactions,
         stats,
+        status,
     ):
         table.extend(module.routes)
     table.extend(dashboard.routes)
@@ -82,6 +88,8 @@ class EventyardApp:
                 self._prefix_routes.setdefault(route.segments[0], route)
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
+        self._access = access_log()
+        self._requests = services.telemetry.requests
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -109,12 +117,18 @@ class EventyardApp:
                 return
 
     async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        REQUEST_ID.set(request_id)  # the request's own context: log lines made for it say so
         req = Request(scope, receive)
+        ctx = Context(self.services, routes=self.routes)
         route: Route | None = None
+        template: str | None = None  # the matched route's path, for logs and metrics
         try:
             raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
             route, req.path_params = self.router.match(req.method, raw_path)
-            response = await self._handle(req, route)
+            template = route.path
+            response = await self._handle(req, route, ctx)
         except EventyardError as exc:
             if isinstance(exc, InvalidPathParameter):
                 route = exc.route
@@ -135,16 +149,31 @@ class EventyardApp:
                 ),
             )
         except Exception as exc:
-            where = f"{req.method} {scope.get('path')}"
+            # The route's template, not the path: a path may hold a user id or an e-mail.
+            where = f"{req.method} {template or '(no route)'}"
             if route is not None and route.render_error is not None:
                 logger.error("unhandled error in %s", where, exc_info=exc)
                 response = route.render_error(InternalError("Internal error"))
             else:
                 response = internal_error(exc, where)
+        response.headers["x-request-id"] = request_id
         await response.send(send)
+        seconds = time.perf_counter() - started
+        self._requests.observe(req.method, template, response.status, seconds)
+        if self._access is not None:
+            principal = ctx.principal_or_none
+            self._access.write(
+                req.method,
+                template,
+                response.status,
+                seconds * 1000,
+                request_id,
+                None if principal is None else principal.project_id,
+                None if principal is None else principal.environment.value,
+                len(response.body),
+            )
 
-    async def _handle(self, req: Request, route: Route) -> Response:
-        ctx = Context(self.services, routes=self.routes)
+    async def _handle(self, req: Request, route: Route, ctx: Context) -> Response:
         limits: dict[str, str] = {}
         if route.scope is not None:
             found = route.credentials(req)
@@ -158,6 +187,21 @@ class EventyardApp:
         response = await route.handler(req, ctx)
         response.headers.update(limits)
         return response
+
+
+_REQUEST_ID_HEADER = b"x-request-id"
+_SANE_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")  # visible ASCII, 128 at most
+
+
+def _request_id(scope: dict[str, Any]) -> str:
+    """The client's `X-Request-ID` when it is 1-128 visible ASCII characters; otherwise
+    (none, too long, spaces, control or non-ASCII bytes) a new random one."""
+    for name, value in scope.get("headers", ()):
+        if name == _REQUEST_ID_HEADER:  # ASGI servers give header names in lowercase
+            if _SANE_REQUEST_ID.fullmatch(value):
+                return str(value.decode("ascii"))
+            break
+    return os.urandom(8).hex()
 
 
 def _render(route: Route | None, exc: EventyardError) -> Response:

@@ -8,7 +8,7 @@ from typing import Any
 from eventyard import __version__
 from eventyard.api.context import Context
 from eventyard.api.http import Request, Response, html_response, json_response
-from eventyard.api.routing import PUBLIC, Route, RouteTable
+from eventyard.api.routing import PUBLIC, Route, RouteTable, bearer_token
 from eventyard.api.schemas import COMPONENTS, SECURITY_SCHEMES
 from eventyard.errors import ServiceUnavailable
 
@@ -160,7 +160,7 @@ The machine-readable description is <a href="/openapi.json">/openapi.json</a>.</
     include_in_schema=False,
 )
 async def metrics(req: Request, ctx: Context) -> Response:
-    services = ctx.services
-    pending = await services.transactions.oldest_pending()
-    text = services.metrics.render(pending, services.clock.now_us())
+    telemetry = ctx.services.telemetry
+    telemetry.check_token(bearer_token(req))
+    text = await telemetry.render()
     return Response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")

@@ -652,3 +652,88 @@ COMPONENTS["Stats"] = {
         },
     },
 }
+
+_LAG = {
+    "type": ["object", "null"],
+    "description": "p50 and p99 of the time from each transaction's creation (the event's "
+    "commit) to the end of its first webhook attempt, over the first attempts of the last "
+    "`lag_window_seconds` (the newest 5,000 at most); null for a pull consumer, or when "
+    "there were none",
+    "required": ["attempts", "p50_ms", "p99_ms"],
+    "properties": {
+        "attempts": {"type": "integer", "description": "first attempts measured"},
+        "p50_ms": {"type": "number"},
+        "p99_ms": {"type": "number"},
+    },
+}
+COMPONENTS["Status"] = {
+    "type": "object",
+    "description": "How far behind each consumer of the key's project and environment is, now.",
+    "required": [
+        "generated_at",
+        "ingest_to_queryable_ms",
+        "ingest_to_queryable",
+        "lag_window_seconds",
+        "consumers",
+    ],
+    "properties": {
+        "generated_at": _TIME,
+        "ingest_to_queryable_ms": {
+            "type": "integer",
+            "const": 0,
+            "description": "always 0: a 2xx is sent after the commit, and reads see it at once",
+        },
+        "ingest_to_queryable": {"type": "string", "description": "why it is 0"},
+        "lag_window_seconds": {"type": "integer"},
+        "consumers": {
+            "type": "array",
+            "description": "every consumer, by name",
+            "items": {
+                "type": "object",
+                "required": [
+                    "consumer",
+                    "name",
+                    "kind",
+                    "state",
+                    "pending",
+                    "in_flight",
+                    "oldest_pending",
+                    "due_lag_ms",
+                    "first_attempt_lag",
+                ],
+                "properties": {
+                    "consumer": {"type": "string", "description": "the consumer's id"},
+                    "name": {"type": "string"},
+                    "kind": {"type": "string", "enum": ["webhook", "pull"]},
+                    "state": {"type": "string", "enum": ["enabled", "paused", "disabled"]},
+                    "pending": {
+                        "type": "integer",
+                        "description": "transactions not yet finished or failed",
+                    },
+                    "in_flight": {
+                        "type": "integer",
+                        "description": "of those, held now: a webhook attempt under lease, or "
+                        "claimed by a pull consumer (`processing`)",
+                    },
+                    "oldest_pending": {
+                        "type": ["object", "null"],
+                        "required": ["transaction", "event", "state", "created_at", "age_ms"],
+                        "properties": {
+                            "transaction": {"type": "string"},
+                            "event": {"type": "string"},
+                            "state": {"type": "string"},
+                            "created_at": _TIME,
+                            "age_ms": {"type": "integer"},
+                        },
+                    },
+                    "due_lag_ms": {
+                        "type": "integer",
+                        "description": "how long the longest-waiting delivery that is due and "
+                        "not held has waited; 0 while the worker keeps up",
+                    },
+                    "first_attempt_lag": _LAG,
+                },
+            },
+        },
+    },
+}

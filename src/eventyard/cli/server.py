@@ -7,7 +7,6 @@ share for opening the database is in `database`.
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 from typing import Any
 
@@ -17,6 +16,7 @@ import uvloop
 from eventyard import heap
 from eventyard.cli.database import DB_OPTION, print_compact_json, settings_from_env, with_store
 from eventyard.cli.root import main
+from eventyard.logs import configure_logging
 from eventyard.settings import Settings
 from eventyard.store import Store, open_store
 
@@ -57,6 +57,7 @@ def serve(host: str | None, port: int | None, no_worker: bool, database_url: str
         lifespan="on",
         access_log=False,
         log_level=settings.log_level,
+        log_config=None,  # uvicorn's own lines through our handler, in our format
         server_header=False,
         # Open event streams never end by themselves: on SIGTERM, finish ordinary requests
         # and then close what is still open, rather than wait for every client to leave.
@@ -94,9 +95,7 @@ def _raise_open_file_limit() -> None:
 
 
 def _open_for_service(settings: Settings) -> Store:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings)
     try:
         return open_store(
             settings.database_url,

@@ -14,6 +14,7 @@ from eventyard.services.ingest import IngestService
 from eventyard.services.keys import KeyService
 from eventyard.services.live import LiveFeed
 from eventyard.services.ratelimit import RateLimiter
+from eventyard.services.telemetry import Telemetry
 from eventyard.services.transactions import TransactionService
 from eventyard.services.triggers import TriggerService
 from eventyard.settings import Settings
@@ -36,6 +37,7 @@ class Services:
     accounts: AccountService
     live: LiveFeed
     ratelimit: RateLimiter
+    telemetry: Telemetry
 
 
 def build_services(store: Store, settings: Settings, clock: Clock | None = None) -> Services:
@@ -45,21 +47,24 @@ def build_services(store: Store, settings: Settings, clock: Clock | None = None)
     notifier = Notifier()
     consumers = ConsumerService(store, settings, clock, notifier)
     committed = Notifier()  # pulsed after each commit of events, for the live feeds
+    ingest = IngestService(store, settings, clock, triggers, notifier, committed)
+    metrics = DeliveryMetrics()
     return Services(
         store=store,
         settings=settings,
         clock=clock,
         keys=keys,
         triggers=triggers,
-        ingest=IngestService(store, settings, clock, triggers, notifier, committed),
+        ingest=ingest,
         events=EventService(store, clock),
         notifier=notifier,
         consumers=consumers,
         transactions=TransactionService(store, settings, clock, consumers, notifier),
-        metrics=DeliveryMetrics(),
+        metrics=metrics,
         accounts=AccountService(store, clock, settings.session_hours),
         live=LiveFeed(store, clock, committed, max_streams=settings.max_streams),
         ratelimit=RateLimiter(
             store, clock, settings.rate_limit_per_second, settings.rate_limit_burst
         ),
+        telemetry=Telemetry(store, clock, metrics, ingest.metrics, settings.metrics_token),
     )

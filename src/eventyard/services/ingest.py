@@ -33,6 +33,7 @@ from eventyard.errors import (
     ValidationFailed,
     unknown_fields,
 )
+from eventyard.metrics import IngestMetrics
 from eventyard.services.triggers import TriggerService, new_trigger
 from eventyard.settings import Settings
 from eventyard.store import Store
@@ -113,6 +114,7 @@ class IngestService:
         self._clock = clock
         self._triggers = triggers
         self._window_us = settings.idempotency_window_seconds * 1_000_000
+        self.metrics = IngestMetrics()  # events by outcome, batch sizes: for /metrics
         self._first_delay_us = settings.default_retry_schedule[0] * 1_000_000
 
     def check_item(
@@ -251,6 +253,7 @@ class IngestService:
         new_triggers = await self._check_triggers(principal, checked, results, base, single)
         to_store = [c for c in checked if not results[c.index].errors]
         if not to_store:
+            self._observe(source, results, single)
             return results
         now = self._clock.now_us()
         new_events = [NewEvent(c.draft, now, c.payload) for c in to_store]
@@ -288,7 +291,20 @@ class IngestService:
                     ),
                 )
             results[c.index].stored = outcome
+        self._observe(source, results, single)
         return results
+
+    def _observe(self, source: str, results: list[ItemResult], single: bool) -> None:
+        """Count each item's outcome, and a batch's size, for /metrics."""
+        outcomes = []
+        for r in results:
+            if r.errors:
+                outcomes.append("rejected")
+            elif r.stored is not None and r.stored.outcome is Outcome.DUPLICATE:
+                outcomes.append("duplicate")
+            else:
+                outcomes.append("accepted")
+        self.metrics.observe(source, outcomes, None if single else len(results))
 
     async def _check_triggers(
         self,

@@ -31,7 +31,6 @@ from eventyard.services.consumers import MAX_LEASE_SECONDS, ConsumerService
 from eventyard.settings import Settings
 from eventyard.store import Store
 from eventyard.store import transactions as txn_sql
-from eventyard.store.db import Row
 
 STATE_NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
 DEFAULT_LEASE_SECONDS = 60
@@ -91,10 +90,6 @@ class TransactionService:
         return await self._store.read(
             lambda db: txn_sql.list_transactions(db, consumer.id, state, after, limit)
         )
-
-    async def oldest_pending(self) -> list[Row]:
-        """Per consumer of every project: pending count and oldest creation (for /metrics)."""
-        return await self._store.read(txn_sql.oldest_pending)
 
     async def get(self, principal: Principal, txn_id: str) -> Transaction:
         project_id, env = principal.project_id, principal.environment

@@ -596,13 +596,6 @@ def release_all_webhook_leases(db: Db) -> int:
     return cursor.rowcount
 
 
-def oldest_pending(db: Db) -> list[Row]:
-    return db.all(
-        "SELECT consumer_id, MIN(created_at) AS oldest, COUNT(*) AS pending FROM transactions"
-        " WHERE state = 'pending' GROUP BY consumer_id"
-    )
-
-
 def next_due_at(db: Db, consumer_ids: Sequence[str]) -> int | None:
     """When the next of these consumers' deliveries can be claimed.
 

@@ -38,9 +38,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from eventyard.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, Histogram
 from eventyard.store.db import Db
 
 logger = logging.getLogger("eventyard.store.writer")
@@ -65,9 +66,20 @@ class _Op:
 
 @dataclass
 class WriterStats:
+    """Counted by the writer thread alone (no lock); read as they are by `/metrics`."""
+
     commits: int = 0
     ops: int = 0
     largest_group: int = 0
+    commit_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
+    group_ops: Histogram = field(default_factory=lambda: Histogram(SIZE_BUCKETS))
+
+    def committed(self, ops: int, seconds: float) -> None:
+        self.commits += 1
+        self.ops += ops
+        self.largest_group = max(self.largest_group, ops)
+        self.commit_seconds.observe(seconds)
+        self.group_ops.observe(ops)
 
 
 class GroupCommitWriter:
@@ -168,6 +180,7 @@ class GroupCommitWriter:
             self._settle([(op, None, exc) for op in group])
             return
         try:
+            started = time.perf_counter()
             db.begin()
             results = _run_group(db, group)
             db.commit()
@@ -175,9 +188,7 @@ class GroupCommitWriter:
             self._rollback_quietly()
             self._settle(self._run_each_alone(group))
             return
-        self.stats.commits += 1
-        self.stats.ops += len(group)
-        self.stats.largest_group = max(self.stats.largest_group, len(group))
+        self.stats.committed(len(group), time.perf_counter() - started)
         self._settle([(op, result, None) for op, result in zip(group, results, strict=True)])
 
     def _run_each_alone(self, group: list[_Op]) -> list[tuple[_Op, Any, BaseException | None]]:
@@ -195,14 +206,14 @@ class GroupCommitWriter:
 
     def _run_alone(self, op: _Op, db: Db) -> tuple[_Op, Any, BaseException | None]:
         try:
+            started = time.perf_counter()
             db.begin()
             result = _run_group(db, [op])[0]
             db.commit()
         except Exception as exc:
             self._rollback_quietly()
             return op, None, exc
-        self.stats.commits += 1
-        self.stats.ops += 1
+        self.stats.committed(1, time.perf_counter() - started)
         return op, result, None
 
     def _rollback_quietly(self) -> None:

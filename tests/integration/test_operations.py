@@ -1,0 +1,218 @@
+"""Operations, in-process on both databases: `X-Request-ID` on every answer, the series of
+`/metrics` moving with ingest and delivery (a real receiver), its optional token, and
+`GET /v1/status` under a frozen clock."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+
+from eventyard.settings import Settings
+from eventyard.store import Store
+from tests.integration.delivery_fixtures import World, open_world
+from tests.receiver import Receiver, Reply
+
+pytestmark = pytest.mark.anyio
+
+GENERATED = re.compile(r"[0-9a-f]{16}")
+
+
+@pytest.fixture
+async def world(store: Store, settings: Settings) -> AsyncIterator[World]:
+    async with open_world(store, settings) as w:
+        yield w
+
+
+# --- X-Request-ID ----------------------------------------------------------------------------
+
+
+async def test_a_given_request_id_is_echoed_on_success_errors_404_405_and_adapters(
+    world: World,
+) -> None:
+    api = world.api
+    rid = {"X-Request-ID": "client-chose-this.id_42"}
+    answers = {
+        "201": await api.post("/v1/events", {"trigger": "t", "user_id": "u"}, headers=rid),
+        "422": await api.post("/v1/events", {"trigger": "t"}, headers=rid),
+        "401": await api.client.get("/v1/events", headers=rid),
+        "404": await api.client.get("/nowhere/at/all", headers=rid),
+        "405": await api.client.delete("/v1/events/batch", headers=rid),
+        "adapter 401": await api.client.post("/eventbunker/post", json={}, headers=rid),
+        "adapter 404": await api.client.get("/segment/v1/nothing", headers=rid),
+        "metrics": await api.client.get("/metrics", headers=rid),
+    }
+    assert answers["201"].status_code == 201
+    assert answers["422"].status_code == 422
+    assert answers["401"].status_code == 401
+    assert answers["404"].status_code == 404
+    assert answers["405"].status_code == 405
+    assert answers["adapter 401"].status_code == 401
+    assert answers["adapter 404"].status_code == 404
+    for what, answer in answers.items():
+        assert answer.headers.get("x-request-id") == "client-chose-this.id_42", what
+
+
+async def test_without_a_sane_request_id_each_answer_gets_a_new_one(world: World) -> None:
+    api = world.api
+    seen = set()
+    for headers in (
+        {},
+        {"X-Request-ID": "x" * 129},  # too long
+        {"X-Request-ID": "has space"},
+        {"X-Request-ID": ""},
+    ):
+        answer = await api.client.get("/v1/events", headers={**api.auth(), **headers})
+        assert answer.status_code == 200
+        rid = answer.headers["x-request-id"]
+        assert GENERATED.fullmatch(rid), rid
+        seen.add(rid)
+    assert len(seen) == 4
+    exactly_128 = "y" * 128
+    answer = await api.client.get("/healthz", headers={"X-Request-ID": exactly_128})
+    assert answer.headers["x-request-id"] == exactly_128
+
+
+# --- /metrics --------------------------------------------------------------------------------
+
+
+def _value(text: str, series: str) -> float:
+    """The value of one exact series line (`name{labels}`), or 0 when it is absent."""
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == series:
+            return float(value)
+    return 0.0
+
+
+async def _scrape(world: World) -> str:
+    scraped = await world.api.client.get("/metrics")
+    assert scraped.status_code == 200, scraped.text
+    assert scraped.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return scraped.text
+
+
+async def test_metrics_move_with_ingest_commits_and_delivery(world: World) -> None:
+    async with Receiver() as receiver:
+        hook = await world.hook(receiver.url("/hook"))
+        paused = await world.hook(receiver.url("/paused"), name="paused")
+        assert (await world.api.post(f"/v1/consumers/{paused['id']}/pause")).status_code == 200
+        before = await _scrape(world)
+        await world.send(user_id="a")
+        batch = await world.api.post(
+            "/v1/events/batch",
+            {"events": [{"trigger": "signup", "user_id": f"b{i}"} for i in range(7)] + [{}]},
+        )
+        assert batch.status_code == 200
+        assert (await world.api.get("/v1/events/evt_nope")).status_code in (400, 404)
+        receiver.enqueue(Reply(200), Reply(500))
+        assert await world.deliver() == 8
+        after = await _scrape(world)
+
+    def moved(series: str) -> float:
+        return _value(after, series) - _value(before, series)
+
+    route = 'method="POST",route="/v1/events",status="201"'
+    assert moved(f"eventyard_http_requests_total{{{route}}}") == 1
+    assert moved('eventyard_http_request_seconds_count{method="POST",route="/v1/events"}') == 1
+    assert (
+        moved(
+            'eventyard_http_requests_total{method="GET",route="/v1/events/{event_id}",status="404"}'
+        )
+        + moved(
+            'eventyard_http_requests_total{method="GET",route="/v1/events/{event_id}",status="400"}'
+        )
+        == 1
+    )
+    assert moved('eventyard_events_total{source="api",outcome="accepted"}') == 8
+    assert moved('eventyard_events_total{source="api",outcome="rejected"}') == 1
+    assert moved('eventyard_batch_events_count{source="api"}') == 1
+    assert moved('eventyard_batch_events_sum{source="api"}') == 8
+    assert moved('eventyard_batch_events_bucket{source="api",le="5"}') == 0
+    assert moved('eventyard_batch_events_bucket{source="api",le="10"}') == 1
+    assert moved("eventyard_commit_seconds_count") >= 2  # two ingests, the deliveries
+    assert moved("eventyard_commit_group_ops_count") == moved("eventyard_commit_seconds_count")
+    assert moved('eventyard_webhook_attempts_total{outcome="success"}') == 7
+    assert moved('eventyard_webhook_attempts_total{outcome="retry"}') == 1
+    # From the database: the paused consumer holds all 8; the live one the retry only.
+    assert _value(after, f'eventyard_pending_transactions{{consumer="{paused["id"]}"}}') == 8
+    assert _value(after, f'eventyard_pending_transactions{{consumer="{hook["id"]}"}}') == 1
+    assert _value(after, f'eventyard_inflight_transactions{{consumer="{hook["id"]}"}}') == 0
+    assert _value(after, "process_resident_memory_bytes") > 10_000_000
+
+
+async def test_metrics_show_due_lag_and_oldest_age_per_consumer(world: World) -> None:
+    made = await world.api.post("/v1/consumers", {"name": "puller", "kind": "pull"})
+    puller = made.json()["id"]
+    await world.send(user_id="a")
+    world.frozen.advance(30)
+    await world.send(user_id="b")
+    world.frozen.advance(12)
+    claimed = await world.api.post(f"/v1/consumers/{puller}/claim", {"limit": 1})
+    assert len(claimed.json()["data"]) == 1
+    text = await _scrape(world)
+    tag = f'{{consumer="{puller}"}}'
+    assert _value(text, f"eventyard_pending_transactions{tag}") == 2
+    assert _value(text, f"eventyard_inflight_transactions{tag}") == 1
+    assert _value(text, f"eventyard_oldest_pending_seconds{tag}") == 42
+    # The first was claimed; the second has been due, unclaimed, for 12 s.
+    assert _value(text, f"eventyard_delivery_due_lag_seconds{tag}") == 12
+
+
+async def test_a_metrics_token_guards_the_scrape(store: Store, settings: Settings) -> None:
+    async with open_world(store, settings, metrics_token="s3cret-scrape") as world:
+        client = world.api.client
+        assert (await client.get("/metrics")).status_code == 401
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        assert "EVENTYARD_METRICS_TOKEN" in wrong.json()["message"]
+        right = await client.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape"})
+        assert right.status_code == 200
+        assert "eventyard_http_requests_total" in right.text
+
+
+# --- GET /v1/status --------------------------------------------------------------------------
+
+
+async def test_status_reports_backlog_oldest_and_lags_per_consumer(world: World) -> None:
+    async with Receiver() as receiver:
+        hook = await world.hook(receiver.url("/hook"))
+        paused = await world.hook(receiver.url("/paused"), name="paused")
+        assert (await world.api.post(f"/v1/consumers/{paused['id']}/pause")).status_code == 200
+        first = await world.send(user_id="a")
+        world.frozen.advance(2)
+        await world.send(user_id="b")
+        world.frozen.advance(3)  # the worker comes 5 s after the first event, 3 s after the second
+        assert await world.deliver() == 2
+        world.frozen.advance(10)
+        got = await world.api.get("/v1/status")
+    assert got.status_code == 200, got.text
+    status = got.json()
+    assert status["ingest_to_queryable_ms"] == 0
+    assert "commit" in status["ingest_to_queryable"]
+    by_name = {c["name"]: c for c in status["consumers"]}
+    live = by_name["hook"]
+    assert live["consumer"] == hook["id"]
+    assert (live["pending"], live["in_flight"], live["oldest_pending"]) == (0, 0, None)
+    assert live["first_attempt_lag"] == {"attempts": 2, "p50_ms": 3000.0, "p99_ms": 5000.0}
+    assert live["due_lag_ms"] == 0
+    waiting = by_name["paused"]
+    assert waiting["state"] == "paused"
+    assert (waiting["pending"], waiting["in_flight"]) == (2, 0)
+    assert waiting["oldest_pending"]["event"] == first
+    assert waiting["oldest_pending"]["age_ms"] == 15_000
+    assert waiting["due_lag_ms"] == 15_000  # due since its creation, and nobody sends it
+    assert waiting["first_attempt_lag"] is None
+
+
+async def test_status_sees_only_the_keys_project_and_environment(world: World) -> None:
+    made = await world.api.post("/v1/consumers", {"name": "puller", "kind": "pull"})
+    assert made.status_code == 201
+    await world.send(user_id="a")
+    mine = (await world.api.get("/v1/status")).json()["consumers"]
+    assert [(c["name"], c["pending"]) for c in mine] == [("puller", 1)]
+    live = await world.api.get("/v1/status", key=world.api.live_key)
+    assert live.json()["consumers"] == []
+    bad = await world.api.client.get("/v1/status?x=1", headers=world.api.auth())
+    assert bad.status_code == 400
