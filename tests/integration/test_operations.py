@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from eventyard.settings import Settings
-from eventyard.store import Store
+from eventyard.store import Store, open_store
+from eventyard.store.connect import connect
+from eventyard.store.status import backlog_sql
 from tests.integration.delivery_fixtures import World, open_world
 from tests.receiver import Receiver, Reply
 
@@ -216,3 +219,20 @@ async def test_status_sees_only_the_keys_project_and_environment(world: World) -
     assert live.json()["consumers"] == []
     bad = await world.api.client.get("/v1/status?x=1", headers=world.api.auth())
     assert bad.status_code == 400
+
+
+def test_the_backlog_query_reads_open_transactions_only_on_sqlite(tmp_path: Path) -> None:
+    """Without statistics (as eventyard leaves SQLite), the grouping's order must not lead
+    the planner through every transaction ever made (`transactions_due`)."""
+    store = open_store(f"sqlite:///{tmp_path}/plan.db")
+    try:
+        db = connect(store.url, writer=False)
+        for one_project in (False, True):
+            sql = backlog_sql(db, one_project=one_project)
+            params = [1, 1, 1, "prj", "live"][: 5 if one_project else 3]
+            plan = " ".join(str(row[3]) for row in db.all("EXPLAIN QUERY PLAN " + sql, params))
+            assert "transactions_open" in plan, plan
+            assert "transactions_due" not in plan, plan
+        db.close()
+    finally:
+        store.close()

@@ -23,7 +23,8 @@ _BACKLOG = (
     " MIN(created_at) AS oldest,"
     " MIN(CASE WHEN state = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at <= ?)"
     " AND next_attempt_at <= ? THEN next_attempt_at END) AS oldest_due"
-    " FROM transactions WHERE {where} state NOT IN ('finished', 'failed') GROUP BY consumer_id"
+    " FROM transactions WHERE {where} state NOT IN ('finished', 'failed')"
+    " GROUP BY {plus}consumer_id"
 )
 
 
@@ -49,16 +50,23 @@ def _backlogs(db: Db, sql: str, params: list[object]) -> dict[str, Backlog]:
     }
 
 
+def backlog_sql(db: Db, *, one_project: bool) -> str:
+    where = "project_id = ? AND environment = ? AND" if one_project else ""
+    # Unary `+` (SQLite only) keeps its planner from reading every transaction through
+    # `transactions_due`, for the grouping's order, rather than the open ones alone.
+    return _BACKLOG.format(where=where, plus="+" if db.backend == "sqlite" else "")
+
+
 def all_backlogs(db: Db, now: int) -> dict[str, Backlog]:
     """Every consumer's backlog, of every project (for `/metrics`): one grouped query."""
-    return _backlogs(db, _BACKLOG.format(where=""), [now, now, now])
+    return _backlogs(db, backlog_sql(db, one_project=False), [now, now, now])
 
 
 def project_backlogs(
     db: Db, project_id: str, environment: Environment, now: int
 ) -> dict[str, Backlog]:
     """The backlog of each consumer of one project and environment."""
-    sql = _BACKLOG.format(where="project_id = ? AND environment = ? AND")
+    sql = backlog_sql(db, one_project=True)
     return _backlogs(db, sql, [now, now, now, project_id, environment.value])
 
 
