@@ -22,7 +22,9 @@ logger = logging.getLogger("eventyard")
 
 
 class Runtime:
-    def __init__(self, store: Store, settings: Settings, *, with_worker: bool) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, *, with_worker: bool, with_api: bool = True
+    ) -> None:
         self.store = store
         self.settings = settings
         # A serving process never waits on a hanging database without bound (store/base.py).
@@ -32,13 +34,18 @@ class Runtime:
         if with_worker:
             s = self.services
             self.worker = DeliveryWorker(store, settings, s.clock, s.notifier, s.metrics)
+        # The API's live feeds hear of other processes' commits on the same connection.
+        live = self.services.live if with_api else None
         self._listener = (
-            PgListener(store.url, self.services.notifier) if store.backend == "postgres" else None
+            PgListener(store.session_url, self.services.notifier, live)
+            if store.backend == "postgres"
+            else None
         )
         self._worker_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.services.notifier.bind(asyncio.get_running_loop())
+        self.services.live.bind(asyncio.get_running_loop())
         if self._listener is not None:
             self._listener.start()
         if self.worker is not None:

@@ -63,6 +63,12 @@ def _database_url(raw: str) -> str:
     return raw
 
 
+def _optional_postgres_url(raw: str) -> str:
+    if raw and not raw.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must start with postgresql:// (or be empty)")
+    return raw
+
+
 def _schedule(raw: str) -> str:
     parts = [p.strip() for p in raw.split(",")]
     if not parts or not all(p.isdigit() for p in parts):
@@ -169,6 +175,24 @@ SETTINGS: tuple[Setting, ...] = (
         4,
         _positive_int,
         "How many database connections each process keeps for reads.",
+    ),
+    Setting(
+        "database_session_url",
+        "",
+        _optional_postgres_url,
+        "On PostgreSQL, a URL for the connections that need a session of their own: the "
+        "LISTEN connection (delivery wake-ups, live streams) and a worker's presence lock. "
+        "Set it to reach PostgreSQL directly (or a pool in session mode) when "
+        "`EVENTYARD_DATABASE_URL` goes through PgBouncer in transaction mode. Empty: "
+        "`EVENTYARD_DATABASE_URL`.",
+    ),
+    Setting(
+        "database_prepared_statements",
+        True,
+        _bool,
+        "On PostgreSQL, prepare statements a connection runs often (psycopg's default). "
+        "Turn it off behind a pooler in transaction mode that cannot keep prepared "
+        "statements (PgBouncer before 1.21, or without `max_prepared_statements`).",
     ),
     Setting(
         "database_timeout_seconds",
@@ -305,6 +329,8 @@ class Settings:
     commit_max_events: int = 2000
     cache_seconds: int = 5
     read_connections: int = 4
+    database_session_url: str = ""
+    database_prepared_statements: bool = True
     database_timeout_seconds: int = 30
     log_level: str = "info"
     log_format: str = "text"

@@ -7,6 +7,7 @@ share for opening the database is in `database`.
 from __future__ import annotations
 
 import contextlib
+import socket
 import sys
 from typing import Any
 
@@ -18,7 +19,7 @@ from eventyard.cli.database import DB_OPTION, print_compact_json, settings_from_
 from eventyard.cli.root import main
 from eventyard.logs import configure_logging
 from eventyard.settings import Settings
-from eventyard.store import Store, open_store
+from eventyard.store import Store
 
 
 @main.command()
@@ -27,27 +28,47 @@ from eventyard.store import Store, open_store
 @click.option(
     "--no-worker", is_flag=True, help="Serve the API only; run `eventyard worker` to deliver."
 )
+@click.option(
+    "--processes",
+    default=1,
+    type=click.IntRange(1, 256),
+    show_default=True,
+    help="API processes on the one port (PostgreSQL only); the first runs the worker.",
+)
 @DB_OPTION
-def serve(host: str | None, port: int | None, no_worker: bool, database_url: str | None) -> None:
+def serve(
+    host: str | None, port: int | None, no_worker: bool, processes: int, database_url: str | None
+) -> None:
     """Run the HTTP server and the delivery worker (migrating the database first)."""
+    settings = settings_from_env(host=host, port=port, database_url=database_url)
+    if processes > 1:
+        _serve_processes(settings, processes, with_worker=not no_worker)
+        return
+    store = _open_for_service(settings)
+    _serve_one(settings, store, with_worker=not no_worker)
+
+
+def _serve_one(
+    settings: Settings, store: Store, *, with_worker: bool, sock: socket.socket | None = None
+) -> None:
+    """Serve the API on `store` in this process: on `sock` if given, else on host:port."""
     import uvicorn
 
     from eventyard.api.app import create_app
     from eventyard.api.protocol import deadline_protocol
     from eventyard.runtime import Runtime
 
-    settings = settings_from_env(host=host, port=port, database_url=database_url)
-    store = _open_for_service(settings)
-    runtime = Runtime(store, settings, with_worker=not no_worker)
+    runtime = Runtime(store, settings, with_worker=with_worker)
     app = create_app(runtime.services, on_startup=runtime.start, on_shutdown=runtime.stop)
     heap.settle()
     _raise_open_file_limit()
-    click.echo(
-        f"eventyard listening on http://{settings.host}:{settings.port} "
-        f"({store.backend}: {_redact(settings.database_url)})",
-        err=True,
-    )
-    uvicorn.run(
+    if sock is None:
+        click.echo(
+            f"eventyard listening on http://{settings.host}:{settings.port} "
+            f"({store.backend}: {_redact(settings.database_url)})",
+            err=True,
+        )
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -63,6 +84,39 @@ def serve(host: str | None, port: int | None, no_worker: bool, database_url: str
         # and then close what is still open, rather than wait for every client to leave.
         timeout_graceful_shutdown=5,
     )
+    uvicorn.Server(config).run(sockets=None if sock is None else [sock])
+
+
+def _serve_processes(settings: Settings, processes: int, *, with_worker: bool) -> None:
+    """`serve --processes N` (cli/prefork.py): migrate, bind, fork N, supervise."""
+    from eventyard.cli.prefork import Supervisor, bind_socket
+    from eventyard.store.connect import backend_of
+
+    if backend_of(settings.database_url) == "sqlite":
+        raise click.ClickException(
+            "--processes needs PostgreSQL: a SQLite database has one writer at a time, so "
+            "more processes add lock waits, not throughput, and rate limits would be kept "
+            "per process. Run one process on SQLite, or use EVENTYARD_DATABASE_URL="
+            "postgresql://..."
+        )
+    _open_for_service(settings, start=False).close()  # migrate once, before any fork
+    try:
+        sock = bind_socket(settings.host, settings.port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {settings.host}:{settings.port}: {exc}"
+        ) from None
+
+    def run_child(index: int, sock: socket.socket) -> None:
+        store = _open_for_service(settings, migrate=False)
+        _serve_one(settings, store, with_worker=with_worker and index == 0, sock=sock)
+
+    click.echo(
+        f"eventyard listening on http://{settings.host}:{settings.port} with {processes} "
+        f"processes ({_redact(settings.database_url)})",
+        err=True,
+    )
+    sys.exit(Supervisor(processes, sock, run_child).run())
 
 
 @main.command()
@@ -73,7 +127,7 @@ def worker(database_url: str | None) -> None:
 
     settings = settings_from_env(database_url=database_url)
     store = _open_for_service(settings)
-    runtime = Runtime(store, settings, with_worker=True)
+    runtime = Runtime(store, settings, with_worker=True, with_api=False)
     heap.settle()
     click.echo(f"eventyard worker delivering from {_redact(settings.database_url)}", err=True)
     with contextlib.suppress(KeyboardInterrupt):
@@ -94,14 +148,21 @@ def _raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _open_for_service(settings: Settings) -> Store:
+def _open_for_service(settings: Settings, *, migrate: bool = True, start: bool = True) -> Store:
     configure_logging(settings)
     try:
-        return open_store(
+        store = Store(
             settings.database_url,
             read_connections=settings.read_connections,
             commit_max_events=settings.commit_max_events,
+            session_url=settings.database_session_url or None,
+            prepare=settings.database_prepared_statements,
         )
+        if migrate:
+            store.migrate()
+        if start:
+            store.start()
+        return store
     except Exception as exc:
         raise click.ClickException(
             f"cannot open the database {settings.database_url}: {exc}"

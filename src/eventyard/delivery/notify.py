@@ -12,6 +12,12 @@ Each pulse also moves `generation`: a waiter that notes it before looking for wo
 passes it to `wait(since=...)` returns at once if a pulse came in between, instead of
 sleeping through work that arrived while it looked. Waiters always use a timeout too, so a
 lost wake-up costs a short delay, never a stuck transaction.
+
+The same LISTEN connection serves the live feeds (services/live.py): every commit that
+stores events sends `NOTIFY eventyard_events` with the lowest event id it stored, and
+`PgListener` hands it to a `CommitWatcher` (the live feed), which wakes its streams and
+reads again from that id if it lies below their lookback window. When the connection was
+lost, the watcher hears from when, since notifications sent meanwhile never arrive.
 """
 
 from __future__ import annotations
@@ -20,13 +26,25 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import psycopg
 
-from eventyard.store.connect import connect, with_connect_timeout
+from eventyard.store.connect import connect, connect_session
 
 logger = logging.getLogger("eventyard.notify")
 CHANNEL = "eventyard_transactions"
+EVENTS_CHANNEL = "eventyard_events"  # payload: the lowest event id a commit stored
+
+
+class CommitWatcher(Protocol):
+    """Told (from the listener's thread) of other processes' commits of events."""
+
+    def committed(self, lowest_id: str) -> None: ...
+
+    def maybe_missed(self, since_ms: int) -> None: ...
 
 
 class Notifier:
@@ -68,13 +86,22 @@ class Notifier:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
+    def call_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` in the event loop this notifier's waiters use, if there is one
+        (none yet: nobody waits, so there is nobody to tell)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
 
 class PgListener:
-    """LISTENs on PostgreSQL in a thread and pulses a `Notifier` for each notification."""
+    """LISTENs on PostgreSQL in a thread and pulses a `Notifier` for each notification of
+    new transactions; with a `CommitWatcher`, it also LISTENs for commits of events."""
 
-    def __init__(self, url: str, notifier: Notifier) -> None:
+    def __init__(self, url: str, notifier: Notifier, events: CommitWatcher | None = None) -> None:
         self._url = url
         self._notifier = notifier
+        self._events = events
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="eventyard-listen", daemon=True)
 
@@ -87,21 +114,32 @@ class PgListener:
 
     def _run(self) -> None:
         lost = False  # said so in the log; quiet until the connection is back
+        lost_ms = 0
+        events = self._events
         while not self._stop.is_set():
             try:
-                with psycopg.connect(with_connect_timeout(self._url), autocommit=True) as conn:
+                with connect_session(self._url, "eventyard-listen") as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    if events is not None:
+                        conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     if lost:
                         logger.info("LISTEN connection restored")
                         lost = False
                         # Whatever was committed while it was down was not notified here.
                         self._notifier.pulse_threadsafe()
+                        if events is not None:
+                            events.maybe_missed(lost_ms)
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=1.0):
-                            self._notifier.pulse_threadsafe()
+                        for note in conn.notifies(timeout=1.0):
+                            if note.channel == EVENTS_CHANNEL:
+                                if events is not None:
+                                    events.committed(note.payload)
+                            else:
+                                self._notifier.pulse_threadsafe()
             except psycopg.Error as exc:
                 if not lost:
                     logger.warning("LISTEN connection lost (%s); reconnecting every second", exc)
+                    lost_ms = int(time.time() * 1000)
                 lost = True
                 with contextlib.suppress(Exception):
                     self._stop.wait(1.0)

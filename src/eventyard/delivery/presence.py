@@ -22,7 +22,7 @@ from typing import IO
 
 import psycopg
 
-from eventyard.store.connect import backend_of, sqlite_path, with_connect_timeout
+from eventyard.store.connect import backend_of, connect_session, sqlite_path
 
 logger = logging.getLogger("eventyard.delivery")
 
@@ -51,7 +51,7 @@ class WorkerPresence:
             except BlockingIOError:
                 return False
             return True
-        self._conn = psycopg.connect(with_connect_timeout(self._url), autocommit=True)
+        self._conn = connect_session(self._url, "eventyard-worker-lock")
         row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", [_PG_KEY]).fetchone()
         return bool(row and row[0])
 
@@ -76,7 +76,7 @@ class WorkerPresence:
         with contextlib.suppress(Exception):
             if self._conn is not None:
                 self._conn.close()
-        self._conn = psycopg.connect(with_connect_timeout(self._url), autocommit=True)
+        self._conn = connect_session(self._url, "eventyard-worker-lock")
         self._conn.execute("SELECT pg_advisory_lock_shared(%s)", [_PG_KEY])
         logger.info("delivery worker presence lock taken again")
 

@@ -461,7 +461,7 @@ class DeliveryWorker:
         """Hold the live workers' lock; when no other worker is alive, first give back the
         leases dead ones left (presence.py), so their deliveries go out now rather than
         when the leases run out."""
-        presence = self._presence = WorkerPresence(self._store.url)
+        presence = self._presence = WorkerPresence(self._store.session_url)
         try:
             alone = await asyncio.to_thread(presence.try_alone)
         except Exception:

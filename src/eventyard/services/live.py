@@ -15,16 +15,25 @@ it sends what follows that event and also re-sends the lookback window's events 
 below it: an event of that window may have committed after the client's last read, and a
 repeat (which a client drops by its id) is better than a loss.
 
-Event ids are made in the database writer just before their commit (store/events.py), so
-within one process an id is visible within milliseconds of its time; the window covers
-commit groups and clocks of several processes. The set of sent ids is trimmed as the window
-moves, so replaying a long history from an old `since_id` holds no more than a window's ids.
+Event ids are made in the database writer just before their commit (store/event_writes.py),
+so within one process an id is visible within milliseconds of its time. The window alone
+would rest on two assumptions: no commit takes longer than the window, and the clocks of the
+machines agree within it. On PostgreSQL neither is needed: every commit that stores events
+notifies `eventyard_events` with the lowest id it stored (delivered after the commit, to
+every process's LISTEN connection, delivery/notify.py), and a feed told of an id below its
+window reads from that id at its next sweep. So a late commit, or one from a machine whose
+clock is behind, is still sent — up to `max_rewind_ms` back (a minute; a clock further off
+is logged, since it costs every stream a long re-read). When the LISTEN connection was lost,
+the feeds read again from the moment it went. On SQLite (one machine, one clock) the window
+covers what a commit can take. The set of sent ids is trimmed as the window moves, so
+replaying a long history from an old `since_id` holds no more than a window's ids.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -41,6 +50,7 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # the alphabet of eventyard.ids
 _MS_CHARS = 10  # a ULID is 10 characters of milliseconds, then 16 of randomness
 _LOWEST, _HIGHEST = "0" * 16, "Z" * 16
 _PRIME_PAGES = 20  # how far the start-up read of the window goes, in pages
+logger = logging.getLogger("eventyard.live")
 
 
 def _ms_part(ms: int) -> str:
@@ -76,6 +86,15 @@ class FeedFilter:
     source: str | None = None
 
 
+class _Follower:
+    """One open stream's note of where its next sweep must start at the latest."""
+
+    __slots__ = ("rewind",)
+
+    def __init__(self) -> None:
+        self.rewind: str | None = None
+
+
 class LiveFeed:
     """Follows new events; `follow` yields lists of events, or `[]` when a heartbeat is due."""
 
@@ -91,6 +110,7 @@ class LiveFeed:
         batch: int = 500,
         min_gap_seconds: float = 0.05,
         max_streams: int = 200,
+        max_rewind_ms: int = 60_000,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -101,7 +121,46 @@ class LiveFeed:
         self.batch = batch
         self.min_gap_seconds = min_gap_seconds  # a busy ingest pulses often: poll at most this
         self.max_streams = max_streams
+        self.max_rewind_ms = max_rewind_ms
         self.open_streams = 0
+        self._followers: set[_Follower] = set()
+        self._warned_skew = False
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._pulse.bind(loop)
+
+    # The CommitWatcher of delivery/notify.py: called in the LISTEN thread.
+    def committed(self, lowest_id: str) -> None:
+        self._pulse.call_threadsafe(self._rewind, lowest_id)
+
+    def maybe_missed(self, since_ms: int) -> None:
+        self._pulse.call_threadsafe(self._rewind, first_id_at(since_ms - self.lookback_ms))
+
+    def _rewind(self, lowest_id: str) -> None:
+        """Wake the streams; those whose window starts above `lowest_id` read from it."""
+        if is_event_id(lowest_id):
+            now_ms = self._clock.now_us() // 1000
+            floor = last_id_at(ms_of(lowest_id) - 1)  # ids past it: all of its millisecond
+            if floor < first_id_at(now_ms - self.lookback_ms):
+                oldest = first_id_at(now_ms - self.max_rewind_ms)
+                if floor < oldest:
+                    self._warn_skew(now_ms - ms_of(lowest_id))
+                    floor = oldest
+                for follower in self._followers:
+                    if follower.rewind is None or floor < follower.rewind:
+                        follower.rewind = floor
+        self._pulse.pulse()
+
+    def _warn_skew(self, behind_ms: int) -> None:
+        if not self._warned_skew:
+            self._warned_skew = True
+            logger.warning(
+                "events committed %.1f s after their ids were made: a server's clock is "
+                "behind (or a commit took that long); live streams go back %.0f s at most "
+                "and may miss such events (keep the machines' clocks in sync)",
+                behind_ms / 1000,
+                self.max_rewind_ms / 1000,
+            )
 
     def check_room(self) -> None:
         """Refuse a new stream when this process already follows `max_streams`."""
@@ -145,15 +204,19 @@ class LiveFeed:
         self, principal: Principal, feed: FeedFilter, since_id: str | None = None
     ) -> AsyncGenerator[list[Event], None]:
         self.open_streams += 1
+        me = _Follower()
+        self._followers.add(me)
         try:
-            async with contextlib.aclosing(self._follow(principal, feed, since_id)) as batches:
+            follow = self._follow(principal, feed, since_id, me)
+            async with contextlib.aclosing(follow) as batches:
                 async for batch in batches:
                     yield batch
         finally:
+            self._followers.discard(me)
             self.open_streams -= 1
 
     async def _follow(
-        self, principal: Principal, feed: FeedFilter, since_id: str | None
+        self, principal: Principal, feed: FeedFilter, since_id: str | None, me: _Follower
     ) -> AsyncGenerator[list[Event], None]:
         high = since_id if since_id is not None else last_id_at(self._clock.now_us() // 1000)
         sent: set[str] = set()
@@ -169,6 +232,8 @@ class LiveFeed:
         beat_at = time.monotonic() + self.heartbeat_seconds
         while True:
             window = self._window(high)
+            if me.rewind is not None:  # a commit notified below the window (see above)
+                window, me.rewind = min(window, me.rewind), None
             sent = {i for i in sent if i > window}
             after = window
             while True:

@@ -4,6 +4,10 @@
 returns after its transaction is on disk. `await store.read(op)` runs `op(db)` on one of a
 few reader connections in threads; since a write answers only after its commit, a read that
 starts after an answer always sees the write (read-your-writes, with no lag at all).
+
+A process's connections are therefore bounded: one writer, at most `read_connections`
+readers (opened as reads need them), and on PostgreSQL the session connections that
+`session_url` reaches (the LISTEN connection, and a worker's presence lock).
 """
 
 from __future__ import annotations
@@ -28,15 +32,27 @@ A = TypeVar("A")
 
 
 class Store:
-    def __init__(self, url: str, *, read_connections: int = 4, commit_max_events: int = 2000):
+    def __init__(
+        self,
+        url: str,
+        *,
+        read_connections: int = 4,
+        commit_max_events: int = 2000,
+        session_url: str | None = None,
+        prepare: bool = True,
+    ):
         self.url = url
+        # For LISTEN and advisory locks: a session, not a transaction-mode pool (connect.py).
+        self.session_url = session_url or url
+        self.read_connections = read_connections
+        self._prepare = prepare
         # Set by a serving process (Runtime): how long a read or write may wait for the
         # database before it raises DatabaseTimeout. None (commands, tests): no bound.
         self.deadline_seconds: float | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self.backend: Backend = backend_of(url)
         self.writer = GroupCommitWriter(
-            lambda: connect(url, writer=True), max_weight=commit_max_events
+            lambda: connect(url, writer=True, prepare=prepare), max_weight=commit_max_events
         )
         self._readers = ThreadPoolExecutor(
             max_workers=read_connections, thread_name_prefix="eventyard-read"
@@ -47,7 +63,7 @@ class Store:
         self._started = False
 
     def migrate(self) -> list[migrations.Migration]:
-        db = connect(self.url, writer=True)
+        db = connect(self.url, writer=True, role="eventyard-migrate", prepare=self._prepare)
         try:
             return migrations.migrate(db)
         finally:
@@ -130,7 +146,7 @@ class Store:
     def _read_here(self, op: Callable[[Db], T]) -> T:
         db: Db | None = getattr(self._local, "db", None)
         if db is None:
-            db = connect(self.url, writer=False)
+            db = connect(self.url, writer=False, prepare=self._prepare)
             self._local.db = db
             with self._reader_lock:
                 self._reader_dbs.append(db)
@@ -154,9 +170,22 @@ class Store:
             db.close()
 
 
-def open_store(url: str, *, read_connections: int = 4, commit_max_events: int = 2000) -> Store:
+def open_store(
+    url: str,
+    *,
+    read_connections: int = 4,
+    commit_max_events: int = 2000,
+    session_url: str | None = None,
+    prepare: bool = True,
+) -> Store:
     """Create a store, apply pending migrations and start its writer."""
-    store = Store(url, read_connections=read_connections, commit_max_events=commit_max_events)
+    store = Store(
+        url,
+        read_connections=read_connections,
+        commit_max_events=commit_max_events,
+        session_url=session_url,
+        prepare=prepare,
+    )
     store.migrate()
     store.start()
     return store

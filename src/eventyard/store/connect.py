@@ -7,15 +7,24 @@ A database that is down or unreachable must not hang a request: PostgreSQL conne
 up after `CONNECT_TIMEOUT_S` (unless the URL sets its own `connect_timeout`), and
 `UNAVAILABLE` names the errors that mean "the database cannot be used right now" — the API
 answers them 503 with `Retry-After`, the worker backs off.
+
+Each PostgreSQL connection names its role in `application_name` (`eventyard-write`,
+`eventyard-read`, `eventyard-listen`, ...), unless the URL sets its own, so an operator can
+count a process's connections by role in `pg_stat_activity` (docs/deploy.md lists them).
+`prepare=False` turns psycopg's server-side prepared statements off, for a pooler in
+transaction mode that cannot keep them (PgBouncer before 1.21). `connect_session` opens the
+autocommit connections that need a session of their own: LISTEN and advisory locks.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from eventyard.store.db import Backend, DatabaseTimeout, Db
@@ -51,15 +60,38 @@ def sqlite_path(url: str) -> str:
     return path
 
 
-def connect(url: str, *, writer: bool) -> Db:
+PREPARE_THRESHOLD = 5  # psycopg's default: a statement run this often is prepared
+
+
+def connect(url: str, *, writer: bool, role: str | None = None, prepare: bool = True) -> Db:
     backend = backend_of(url)
     if backend == "sqlite":
         return Db(_connect_sqlite(sqlite_path(url), writer=writer), "sqlite")
-    conn = psycopg.connect(with_connect_timeout(url), row_factory=dict_row, autocommit=not writer)
+    conn = psycopg.connect(
+        _named(url, role or ("eventyard-write" if writer else "eventyard-read")),
+        row_factory=dict_row,
+        autocommit=not writer,
+        prepare_threshold=PREPARE_THRESHOLD if prepare else None,
+    )
     if writer:
         conn.execute("SET synchronous_commit = on")
         conn.commit()
     return Db(conn, "postgres")
+
+
+def connect_session(url: str, role: str) -> psycopg.Connection[tuple[Any, ...]]:
+    """An autocommit PostgreSQL connection for what needs a session (LISTEN, a session
+    advisory lock): behind PgBouncer, `url` must reach PostgreSQL directly or through a
+    pool in session mode (EVENTYARD_DATABASE_SESSION_URL)."""
+    return psycopg.connect(_named(url, role), autocommit=True)
+
+
+def _named(url: str, role: str) -> str:
+    """The URL with a connect timeout and `application_name`, unless it sets them itself."""
+    url = with_connect_timeout(url)
+    if "application_name=" in url:
+        return url
+    return make_conninfo(url, application_name=role)
 
 
 def with_connect_timeout(url: str) -> str:

@@ -212,6 +212,9 @@ def store_event_writes(db: Db, writes: list[EventWrite]) -> list[Written]:
         created = _create_transactions(db, accepted, consumers)
         if created and db.backend == "postgres":
             db.execute("NOTIFY eventyard_transactions")  # delivered at commit
+        if accepted and db.backend == "postgres":
+            # Every process's live feeds: the lowest id this commit makes visible.
+            db.execute("SELECT pg_notify('eventyard_events', ?)", [accepted[0].id])
     out: list[Written] = []
     start = 0
     for write in writes:

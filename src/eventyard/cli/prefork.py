@@ -1,0 +1,140 @@
+"""`eventyard serve --processes N`: N server processes sharing one listening socket.
+
+The parent binds the port once (so a port in use is one clear error), applies migrations,
+and forks N children before it has opened any database connection or started a thread:
+each child opens its own store, builds its own app and accepts connections on the inherited
+socket; the kernel hands each new connection to one of them. Nothing a request needs lives
+in one child only (rate limits, idempotency, claims and the live feed all go through the
+database), so which child answers does not matter.
+
+Only child 0 runs the delivery worker (unless `--no-worker`): one worker per machine keeps
+`consumer_concurrency` a per-consumer bound rather than N times it; claims would be safe
+with more (leases, `FOR UPDATE SKIP LOCKED`), and `eventyard worker` adds workers where more
+delivery is wanted.
+
+SIGTERM or SIGINT to the parent stops every child gracefully (SIGTERM to each; those still
+running after `STOP_GRACE_S` are killed) and the parent exits when they all have. The
+children run in a process group of their own, so a terminal's Ctrl-C reaches the parent
+only and each child hears one signal. A child that dies while the others serve is logged
+with its exit status and started again; one that dies within `START_GRACE_S` of its start
+(a bad setting, a database refused) stops them all, since restarting would fail alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from types import FrameType
+
+logger = logging.getLogger("eventyard.serve")
+
+START_GRACE_S = 10.0
+STOP_GRACE_S = 15.0
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Supervisor:
+    """Forks `run_child(index, sock)` N times and keeps N running until told to stop."""
+
+    def __init__(self, processes: int, sock: socket.socket, run_child: Callable[..., None]):
+        self._processes = processes
+        self._sock = sock
+        self._run_child = run_child
+        self._children: dict[int, tuple[int, float]] = {}  # pid -> (index, started at)
+        self._stopping = False
+        self.failed = False
+
+    def _fork(self, index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the child: serve, then leave without running the parent's cleanup
+            code = 1
+            try:
+                os.setpgid(0, 0)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                self._run_child(index, self._sock)
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                logger.exception("server process %d failed", index)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        self._children[pid] = (index, time.monotonic())
+        logger.info("server process %d started (pid %d)", index, pid)
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        if not self._stopping:
+            logger.info("stopping %d server processes", len(self._children))
+        self._stopping = True
+        for pid in self._children:
+            _signal(pid, signal.SIGTERM)
+
+    def run(self) -> int:
+        """Serve until stopped; the exit code: 0, or 1 when a child failed at start."""
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        for index in range(self._processes):
+            self._fork(index)
+        self._sock.close()  # the children hold it; the parent only waits
+        killed_at: float | None = None
+        while self._children:
+            if self._stopping and killed_at is None:
+                killed_at = time.monotonic() + STOP_GRACE_S
+            pid, status = _wait(killed_at)
+            if pid == 0:  # the grace period is over: kill the rest
+                for rest in self._children:
+                    _signal(rest, signal.SIGKILL)
+                killed_at = time.monotonic() + STOP_GRACE_S
+                continue
+            index, started = self._children.pop(pid)
+            if self._stopping:
+                continue
+            how = _describe(status)
+            if time.monotonic() - started < START_GRACE_S:
+                logger.error("server process %d %s at start; stopping the others", index, how)
+                self.failed = True
+                self._stop(signal.SIGTERM, None)
+                continue
+            logger.error("server process %d (pid %d) %s; starting it again", index, pid, how)
+            self._fork(index)
+        return 1 if self.failed else 0
+
+
+def _wait(until: float | None) -> tuple[int, int]:
+    """The next child to end; (0, 0) once `until` (monotonic) has passed first."""
+    if until is None:
+        return os.waitpid(-1, 0)
+    while True:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid != 0 or time.monotonic() >= until:
+            return pid, status
+        time.sleep(0.05)
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"

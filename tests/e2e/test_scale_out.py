@@ -1,0 +1,427 @@
+"""Scale-out on PostgreSQL: two API processes and two workers share one database.
+
+Several client threads ingest through both API processes at once (single events, some with
+idempotency keys and some of those retried through the other process; batches), while a live
+stream is open on each API process and two `eventyard worker` processes deliver to a
+receiver that fails the first attempt of some transactions. Then: every acknowledged event
+is stored exactly once, every transaction is finished with exactly one successful delivery,
+no transaction was ever in flight twice at once, and each stream saw every event.
+
+Also here: a live stream shows an event committed with an id older than its lookback window
+(a process whose clock is behind), `serve --processes 2` serves on one port with one writer
+connection each and stops cleanly, connections are counted by role, and SQLite refuses
+`--processes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.e2e.server import ServerProcess, free_port, init_project
+
+ENV = {"EVENTYARD_WEBHOOK_ALLOW_PRIVATE": "true", "EVENTYARD_RETRY_SCHEDULE": "0,1,1"}
+
+
+@dataclass
+class Send:
+    webhook_id: str
+    status: int
+    start: float
+    end: float
+
+
+@dataclass
+class Receiver:
+    """Answers 503 to the first attempt of one transaction in five, 204 otherwise, and
+    records each request's webhook-id, answer and start and end times."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sends: list[Send] = field(default_factory=list)
+    failed_once: set[str] = field(default_factory=set)
+
+    def answer(self, webhook_id: str) -> int:
+        with self.lock:
+            if zlib.crc32(webhook_id.encode()) % 5 == 0 and webhook_id not in self.failed_once:
+                self.failed_once.add(webhook_id)
+                return 503
+        return 204
+
+    def snapshot(self) -> list[Send]:
+        with self.lock:
+            return list(self.sends)
+
+
+def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            start = time.monotonic()
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            webhook_id = self.headers.get("webhook-id", "")
+            status = receiver.answer(webhook_id)
+            time.sleep(0.01)  # long enough for a second send of the same one to overlap
+            self.send_response(status)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            self.wfile.flush()
+            with receiver.lock:
+                receiver.sends.append(Send(webhook_id, status, start, time.monotonic()))
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, Receiver]]:
+    received = Receiver()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(received))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+class Stream:
+    """A live stream read in a thread: the ids of the events it showed."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.ids: list[str] = []
+        self.opened = threading.Event()
+        self._stop = threading.Event()
+        self._url, self._key = url, key
+        self._client: httpx.Client | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self.opened.wait(10), "the stream did not open"
+
+    def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self._key}"}
+        try:
+            with (
+                httpx.Client(base_url=self._url, headers=headers, timeout=None) as client,
+                self._opened(client).stream(
+                    "GET", "/v1/events/stream", params={"max_seconds": "60"}
+                ) as answer,
+            ):
+                if answer.status_code != 200:
+                    return
+                for line in answer.iter_lines():
+                    if line == ": connected":
+                        self.opened.set()
+                    elif line.startswith("id: "):
+                        self.ids.append(line[4:])
+                    if self._stop.is_set():
+                        return
+        except httpx.HTTPError:  # the server stopped while the stream was open: it ends here
+            return
+
+    def wait_for(self, wanted: set[str], within: float) -> set[str]:
+        """The wanted ids not shown after `within` seconds (empty once all are)."""
+        deadline = time.monotonic() + within
+        while (missing := wanted - set(self.ids)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return missing
+
+    def _opened(self, client: httpx.Client) -> httpx.Client:
+        self._client = client
+        return client
+
+    def close(self) -> None:
+        """Stop reading and drop the connection, so the server need not wait for it."""
+        self._stop.set()
+        if self._client is not None:
+            self._client.close()
+        self._thread.join(timeout=1)
+
+
+def _ingest(api_urls: list[str], key: str, thread_no: int) -> tuple[set[str], int]:
+    """One client's load: singles (a third with a key, some of those sent again through the
+    other process) and batches. The ids acknowledged, and how many retries answered 200."""
+    acked: set[str] = set()
+    repeats = 0
+    here, other = api_urls[thread_no % 2], api_urls[(thread_no + 1) % 2]
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(headers=auth, timeout=30) as client:
+        for i in range(30):
+            event: dict[str, Any] = {"trigger": "paid", "user_id": f"u{i}", "payload": {"i": i}}
+            if i % 3 == 0:
+                event["idempotency_key"] = f"t{thread_no}-{i}"
+            posted = client.post(f"{here}/v1/events", json=event)
+            assert posted.status_code == 201, posted.text
+            acked.add(posted.json()["id"])
+            if i % 6 == 0:  # the client did not hear the answer: it sends again, elsewhere
+                again = client.post(f"{other}/v1/events", json=event)
+                assert again.status_code == 200, again.text
+                assert again.json()["id"] == posted.json()["id"]
+                repeats += 1
+        for b in range(10):
+            batch = [
+                {"trigger": "paid", "user_id": f"b{b}", "payload": {"n": n}} for n in range(10)
+            ]
+            url = here if b % 2 == 0 else other
+            posted = client.post(f"{url}/v1/events/batch", json={"events": batch})
+            assert posted.status_code == 200, posted.text
+            results = posted.json()["results"]
+            assert {r["status"] for r in results} == {"accepted"}, results
+            acked.update(r["id"] for r in results)
+    return acked, repeats
+
+
+def _list_all(client: httpx.Client, path: str, cursor_name: str, next_name: str) -> list[Any]:
+    rows: list[Any] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": "1000", **({cursor_name: cursor} if cursor else {})}
+        page = client.get(path, params=params)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        rows += body["data"]
+        cursor = body.get(next_name)
+        if not cursor:
+            return rows
+
+
+@pytest.mark.postgres
+def test_two_api_processes_and_two_workers_share_one_postgresql(
+    pg_url: str, tmp_path: Path, processes: list[ServerProcess], receiver: tuple[str, Receiver]
+) -> None:
+    key = init_project(pg_url)["keys"]["live"]
+    apis = []
+    for n in (1, 2):
+        api = ServerProcess(pg_url, tmp_path / f"api{n}.log", ENV, worker=False)
+        processes.append(api)
+        api.start()
+        apis.append(api)
+    for n in (1, 2):
+        worker = ServerProcess(pg_url, tmp_path / f"worker{n}.log", ENV, command="worker")
+        processes.append(worker)
+        worker.start()
+    hook_url, received = receiver
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=apis[0].url, headers=auth, timeout=10) as client:
+        created = client.post(
+            "/v1/consumers", json={"name": "hook", "kind": "webhook", "url": hook_url}
+        )
+        assert created.status_code == 201, created.text
+        consumer_id = created.json()["id"]
+
+        streams = [Stream(api.url, key) for api in apis]
+        urls = [api.url for api in apis]
+        with ThreadPoolExecutor(4) as pool:
+            loads = list(pool.map(lambda n: _ingest(urls, key, n), range(4)))
+        acked = set().union(*(ids for ids, _ in loads))
+        assert sum(n for _, n in loads) == 4 * 5  # every retry answered 200, the same event
+        assert len(acked) == 4 * (30 + 100)
+
+        # Every acknowledged event is stored, once: listed through either process.
+        for url in urls:
+            listed = _list_all(client, f"{url}/v1/events", "cursor", "next_cursor")
+            assert Counter(e["id"] for e in listed) == Counter(acked)
+
+        # Each live stream saw every event, whichever process took it.
+        for api, stream in zip(apis, streams, strict=True):
+            missing = stream.wait_for(acked, within=10)
+            assert not missing, f"the stream on {api.url} missed {len(missing)} events"
+            assert len(stream.ids) == len(set(stream.ids))
+            stream.close()
+
+        deadline = time.monotonic() + 30
+        path = f"/v1/consumers/{consumer_id}/transactions"
+        while True:
+            txns = _list_all(client, path, "after", "next_after")
+            if len(txns) == len(acked) and all(t["state"] == "finished" for t in txns):
+                break
+            assert time.monotonic() < deadline, Counter(t["state"] for t in txns)
+            time.sleep(0.3)
+        time.sleep(1.0)  # time for a second delivery to show, were there one
+
+    sends = received.snapshot()
+    succeeded = Counter(s.webhook_id for s in sends if s.status == 204)
+    assert set(succeeded) == {t["id"] for t in txns}
+    assert set(succeeded.values()) == {1}, "a transaction was delivered twice"
+    failed_first = {s.webhook_id for s in sends if s.status == 503}
+    assert failed_first, "no attempt failed: the retry path went untested"
+    assert Counter(t["attempts"] for t in txns) == {
+        1: len(txns) - len(failed_first),
+        2: len(failed_first),
+    }
+    by_id: dict[str, list[Send]] = {}
+    for send in sends:
+        by_id.setdefault(send.webhook_id, []).append(send)
+    for webhook_id, its in by_id.items():
+        its.sort(key=lambda s: s.start)
+        for first, second in itertools.pairwise(its):
+            assert second.start >= first.end, f"{webhook_id} was in flight twice at once"
+
+
+def _skewed_event_id(behind_ms: int) -> str:
+    """An event id made `behind_ms` ago: what a server whose clock is behind would make."""
+    from eventyard.services.live import first_id_at
+
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    head = first_id_at(int(time.time() * 1000) - behind_ms)[:14]
+    return head + "".join(secrets.choice(alphabet) for _ in range(16))
+
+
+@pytest.mark.postgres
+def test_stream_shows_an_event_from_a_process_whose_clock_is_behind(
+    pg_url: str, tmp_path: Path, processes: list[ServerProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event's id is 10 s old when it commits, far below the stream's 2 s window: only
+    the commit's notification brings it to the stream."""
+    from eventyard.api.app import create_app
+    from eventyard.services.container import build_services
+    from eventyard.settings import Settings
+    from eventyard.store import event_writes, open_store
+
+    key = init_project(pg_url)["keys"]["live"]
+    api = ServerProcess(pg_url, tmp_path / "api.log", worker=False)
+    processes.append(api)
+    api.start()
+    stream = Stream(api.url, key)
+    skewed = _skewed_event_id(10_000)
+    monkeypatch.setattr(event_writes, "new_id", lambda prefix: skewed)
+
+    async def ingest_elsewhere() -> str:
+        store = open_store(pg_url)
+        try:
+            app = create_app(build_services(store, Settings(database_url=pg_url)))
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://late") as client:
+                posted = await client.post(
+                    "/v1/events",
+                    headers={"Authorization": f"Bearer {key}"},
+                    json={"trigger": "late", "user_id": "u", "payload": {}},
+                )
+            assert posted.status_code == 201, posted.text
+            event_id: str = posted.json()["id"]
+            return event_id
+        finally:
+            store.close()
+
+    assert asyncio.run(ingest_elsewhere()) == skewed
+    assert not stream.wait_for({skewed}, within=5), "the stream missed the late event"
+    stream.close()
+
+
+def _connections(pg_url: str) -> Counter[str]:
+    dbname = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = %s"
+            " AND pid <> pg_backend_pid()",
+            [dbname],
+        ).fetchall()
+    return Counter(str(r[0]) for r in rows)
+
+
+@pytest.mark.postgres
+def test_serve_processes_shares_one_port_and_stops_cleanly(pg_url: str, tmp_path: Path) -> None:
+    key = init_project(pg_url)["keys"]["live"]
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "EVENTYARD_READ_CONNECTIONS": "2",
+        # The session-bound connections by a URL of their own (named so, to count them),
+        # and no prepared statements: as behind PgBouncer in transaction mode.
+        "EVENTYARD_DATABASE_SESSION_URL": pg_url + "?application_name=session",
+        "EVENTYARD_DATABASE_PREPARED_STATEMENTS": "false",
+    }
+    args = ["serve", "--port", str(port), "--processes", "2", "--database-url", pg_url]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "eventyard", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        auth = {"Authorization": f"Bearer {key}"}
+
+        def post(n: int) -> int:
+            # A connection per request, so the kernel spreads them over both processes.
+            event = {"trigger": "t", "user_id": f"u{n}", "payload": {}}
+            return httpx.post(url + "/v1/events", json=event, headers=auth).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(post, range(80))) == {201}
+        # Each process: one writer, at most 2 readers, and on the session URL one LISTEN;
+        # the first runs the worker, whose presence lock is on the session URL too.
+        roles = _connections(pg_url)
+        assert roles["eventyard-write"] == 2, roles
+        assert 1 <= roles["eventyard-read"] <= 2 * 2, roles
+        assert roles["session"] == 2 + 1, roles
+        assert sum(roles.values()) <= 2 * (1 + 2 + 1) + 1, roles
+        children = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        assert len(children) == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+    assert code == 0, log.read_text()
+    for child in children:
+        assert (
+            not Path(f"/proc/{child}").exists()
+            or "zombie" in Path(f"/proc/{child}/status").read_text()
+        ), f"child {child} outlived its parent"
+    assert _connections(pg_url) == Counter()
+
+
+def test_processes_are_refused_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/eventyard.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "eventyard", "serve", "--processes", "2", "--database-url", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "--processes needs PostgreSQL" in done.stderr
