@@ -13,6 +13,7 @@ import pytest
 
 from eventyard.api.app import create_app
 from eventyard.clock import FrozenClock, format_us
+from eventyard.dashboard.overview import duration_label
 from eventyard.services.container import Services, build_services
 from eventyard.settings import Settings
 from eventyard.store import Store
@@ -154,3 +155,54 @@ async def test_the_overview_needs_a_session(site: Site) -> None:
         got = await c.get(site.overview_url())
     assert got.status_code in (302, 303)
     assert got.headers["location"].startswith("/dashboard/login?next=")
+
+
+# --- "Delivery lag, now": the numbers of GET /v1/status ---------------------------------------
+
+
+def lag_panel(html: str) -> str:
+    match = re.search(r'<section class="card" aria-labelledby="lag-title".*?</section>', html, re.S)
+    assert match, "no delivery lag panel"
+    return unescape(match.group(0))
+
+
+def cells(panel: str, name: str) -> list[str]:
+    row = re.search(rf'<tr><th scope="row">{name}</th>(.*?)</tr>', panel, re.S)
+    assert row, f"no row for {name}"
+    return [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))]
+
+
+async def test_the_lag_panel_shows_backlog_waiting_and_the_worker(site: Site) -> None:
+    api = site.api
+    made = await api.post("/v1/consumers", {"name": "warehouse", "kind": "pull"})
+    consumer = made.json()["id"]
+    for _ in range(3):
+        await api.send("signup")
+    clock = site.services.clock
+    assert isinstance(clock, FrozenClock)
+    clock.advance(90)
+    claimed = await api.post(f"/v1/consumers/{consumer}/claim", {"limit": 1})
+    assert len(claimed.json()["data"]) == 1
+
+    panel = lag_panel(await page(site))
+
+    assert "queryable the moment they are accepted" in panel
+    assert re.search(r'id="worker-state"[^>]*>not running<', panel)
+    pending, in_flight, waiting, p50, p99, oldest = cells(panel, "warehouse")
+    assert (pending, in_flight) == ("3", "1")
+    assert waiting == "2 min"  # two still unclaimed, due for 90 s
+    assert (p50, p99) == ("none", "none")  # a pull consumer has no webhook attempts
+    assert oldest == "1 min ago"
+
+
+async def test_an_environment_without_consumers_shows_no_table(site: Site) -> None:
+    panel = lag_panel(await page(site, "live"))
+    assert "<table>" not in panel
+
+
+def test_durations_read_short() -> None:
+    assert duration_label(0) == "0 ms"
+    assert duration_label(850_000) == "850 ms"
+    assert duration_label(3_240_000) == "3.2 s"
+    assert duration_label(240_000_000) == "4 min"
+    assert duration_label(9_000_000_000) == "2.5 h"

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from eventyard.settings import Settings
 from eventyard.store import Store, open_store
 from eventyard.store.connect import connect
 from eventyard.store.status import backlog_sql
-from tests.integration.delivery_fixtures import World, open_world
+from tests.integration.delivery_fixtures import World, open_world, worker_running
 from tests.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.anyio
@@ -207,6 +208,18 @@ async def test_status_reports_backlog_oldest_and_lags_per_consumer(world: World)
     assert waiting["oldest_pending"]["age_ms"] == 15_000
     assert waiting["due_lag_ms"] == 15_000  # due since its creation, and nobody sends it
     assert waiting["first_attempt_lag"] is None
+
+
+async def test_status_says_whether_a_delivery_worker_runs(world: World) -> None:
+    assert (await world.api.get("/v1/status")).json()["worker_running"] is False
+    async with worker_running(world):
+        for _ in range(100):  # the worker takes its presence lock as it starts
+            if (await world.api.get("/v1/status")).json()["worker_running"]:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("a running worker was not seen")
+    assert (await world.api.get("/v1/status")).json()["worker_running"] is False
 
 
 async def test_status_sees_only_the_keys_project_and_environment(world: World) -> None:

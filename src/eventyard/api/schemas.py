@@ -674,6 +674,7 @@ COMPONENTS["Status"] = {
         "ingest_to_queryable_ms",
         "ingest_to_queryable",
         "lag_window_seconds",
+        "worker_running",
         "consumers",
     ],
     "properties": {
@@ -685,6 +686,10 @@ COMPONENTS["Status"] = {
         },
         "ingest_to_queryable": {"type": "string", "description": "why it is 0"},
         "lag_window_seconds": {"type": "integer"},
+        "worker_running": {
+            "type": "boolean",
+            "description": "whether a delivery worker (in any process) runs on this database",
+        },
         "consumers": {
             "type": "array",
             "description": "every consumer, by name",

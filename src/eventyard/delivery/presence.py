@@ -23,6 +23,7 @@ from typing import IO
 import psycopg
 
 from eventyard.store.connect import backend_of, connect_session, sqlite_path
+from eventyard.store.db import Db
 
 logger = logging.getLogger("eventyard.delivery")
 
@@ -88,3 +89,33 @@ class WorkerPresence:
                 self._conn.close()
         self._file = None
         self._conn = None
+
+
+def worker_running(url: str, db: Db) -> bool:
+    """Whether any delivery worker holds the presence lock now (for `GET /v1/status`).
+
+    On PostgreSQL it reads `pg_locks`. On SQLite it tries the lock file exclusively without
+    waiting, and lets go at once: a worker that starts in that instant thinks another is
+    alive and leaves dead workers' leases to run out, which costs only promptness.
+    """
+    if backend_of(url) == "postgres":
+        held = db.scalar(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND classid::bigint = ? AND objid::bigint = ? AND objsubid = 1",
+            (_PG_KEY >> 32, _PG_KEY & 0xFFFFFFFF),
+        )
+        return bool(held)
+    path = sqlite_path(url)
+    if path == ":memory:":
+        return False
+    try:
+        probe = open(path + "-workers", "rb")  # noqa: SIM115 - closed below, dropping the lock
+    except FileNotFoundError:  # no worker has ever run on this database
+        return False
+    with probe:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False

@@ -12,6 +12,9 @@ oldest open transaction, and two lags:
 - *first-attempt lag* (webhook consumers): p50 and p99, over the first attempts of the last
   `LAG_WINDOW_S` seconds (the newest 5,000 at most), of the time from the transaction's
   creation (the event's commit) to the end of its first attempt — what a receiver sees.
+
+And whether a delivery worker runs at all (`delivery/presence.py`), since a due lag that
+grows with no worker running needs a different remedy than one with busy workers.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import math
 from dataclasses import dataclass
 
 from eventyard.clock import Clock
+from eventyard.delivery.presence import worker_running
 from eventyard.domain.models import Consumer, Principal
 from eventyard.store import Store
 from eventyard.store import consumers as consumer_sql
@@ -55,6 +59,7 @@ class ConsumerStatus:
 class Status:
     now: int
     consumers: list[ConsumerStatus]  # by name
+    worker_running: bool  # any delivery worker on this database, in any process
 
 
 def percentile(sorted_values: list[int], share: float) -> int:
@@ -90,6 +95,6 @@ async def read_status(store: Store, clock: Clock, principal: Principal) -> Statu
                 )
             )
         out.sort(key=lambda c: (c.consumer.name.lower(), c.consumer.id))
-        return Status(now, out)
+        return Status(now, out, worker_running(store.url, db))
 
     return await store.read(read)

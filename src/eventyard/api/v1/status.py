@@ -77,6 +77,7 @@ async def get_status(req: Request, ctx: Context) -> Response:
             "ingest_to_queryable_ms": 0,
             "ingest_to_queryable": INGEST_TO_QUERYABLE_WHY,
             "lag_window_seconds": LAG_WINDOW_S,
+            "worker_running": status.worker_running,
             "consumers": [_consumer_json(c, status.now) for c in status.consumers],
         }
     )
