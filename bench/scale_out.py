@@ -4,7 +4,8 @@ beside one process (API and worker in one) measured in the same run.
 For each topology, on a fresh database: a webhook consumer points at `receiver.py`, a live
 stream is open on each API process (read in a thread here), and wrk posts single events
 (`post_event.lua`, each with its own idempotency key) to every API process at once for
-`--duration` seconds. Then the run waits until every transaction is delivered and prints:
+`--duration` seconds. A third run is `serve --processes 2` (one port, the worker in its
+first process) under one wrk. Then each run waits until every transaction is delivered and prints:
 
 - events/s through each API process (wrk's 2xx a second) and in all;
 - the reconcile: events stored, acknowledged (wrk's completed 2xx; stored minus acknowledged
@@ -94,7 +95,12 @@ def _receiver_results(receiver: Server) -> list[str]:
 
 
 def run_topology(
-    name: str, apis: int, workers: int, args: argparse.Namespace, workdir: Path
+    name: str,
+    apis: int,
+    workers: int,
+    args: argparse.Namespace,
+    workdir: Path,
+    processes: int = 1,
 ) -> dict[str, object]:
     with scratch_database(ADMIN_URL) as db_url, Servers(workdir, CPUS) as servers:
         port = free_port()
@@ -104,6 +110,8 @@ def run_topology(
             port,
         )
         extra = ["--no-worker"] if workers else []
+        if processes > 1:
+            extra.append(f"--processes={processes}")
         key: str | None = None
         api_servers = []
         for n in range(apis):
@@ -182,6 +190,7 @@ def main() -> None:
         rows = [
             run_topology("one process", 1, 0, args, Path(tmp)),
             run_topology("2 api + 2 workers", 2, 2, args, Path(tmp)),
+            run_topology("serve --processes 2", 1, 0, args, Path(tmp), processes=2),
         ]
     cols = (
         "topology",
