@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from bisect import bisect_left
 from collections.abc import Iterable
+from typing import Any
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -52,6 +53,22 @@ class Histogram:
         return out
 
 
+class HistogramFamily:
+    """Histograms with the same buckets, one per set of label values (a tuple or a str)."""
+
+    __slots__ = ("bounds", "by_labels")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.by_labels: dict[Any, Histogram] = {}
+
+    def observe(self, key: Any, value: float) -> None:
+        histogram = self.by_labels.get(key)
+        if histogram is None:
+            histogram = self.by_labels[key] = Histogram(self.bounds)
+        histogram.observe(value)
+
+
 def header(name: str, kind: str, help_text: str) -> list[str]:
     return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
 
@@ -76,7 +93,7 @@ class RequestMetrics:
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str, int], int] = {}
-        self.latency: dict[tuple[str, str], Histogram] = {}
+        self.latency = HistogramFamily(LATENCY_BUCKETS)
 
     def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
         if method not in METHODS:
@@ -84,10 +101,7 @@ class RequestMetrics:
         template = route or "unmatched"
         key = (method, template, status)
         self.requests[key] = self.requests.get(key, 0) + 1
-        histogram = self.latency.get((method, template))
-        if histogram is None:
-            histogram = self.latency[(method, template)] = Histogram(LATENCY_BUCKETS)
-        histogram.observe(seconds)
+        self.latency.observe((method, template), seconds)
 
     def render(self) -> list[str]:
         out = header(
@@ -106,7 +120,7 @@ class RequestMetrics:
             "histogram",
             "How long requests took, from routing to the last byte handed to the server.",
         )
-        for (method, route), histogram in sorted(self.latency.items()):
+        for (method, route), histogram in sorted(self.latency.by_labels.items()):
             out += histogram.lines(
                 "eventyard_http_request_seconds", labels(method=method, route=route)
             )
@@ -118,7 +132,7 @@ class IngestMetrics:
 
     def __init__(self) -> None:
         self.events: dict[tuple[str, str], int] = {}
-        self.batch_sizes: dict[str, Histogram] = {}
+        self.batch_sizes = HistogramFamily(SIZE_BUCKETS)
 
     def observe(self, source: str, outcomes: Iterable[str], batch: int | None) -> None:
         """One ingest call: each item's outcome (accepted, duplicate, rejected); `batch`,
@@ -127,10 +141,7 @@ class IngestMetrics:
             key = (source, outcome)
             self.events[key] = self.events.get(key, 0) + 1
         if batch is not None:
-            histogram = self.batch_sizes.get(source)
-            if histogram is None:
-                histogram = self.batch_sizes[source] = Histogram(SIZE_BUCKETS)
-            histogram.observe(batch)
+            self.batch_sizes.observe(source, batch)
 
     def render(self) -> list[str]:
         out = header(
@@ -141,7 +152,7 @@ class IngestMetrics:
         for (source, outcome), n in sorted(self.events.items()):
             out.append(sample("eventyard_events_total", n, source=source, outcome=outcome))
         out += header("eventyard_batch_events", "histogram", "Events per batch request, by source.")
-        for source, histogram in sorted(self.batch_sizes.items()):
+        for source, histogram in sorted(self.batch_sizes.by_labels.items()):
             out += histogram.lines("eventyard_batch_events", labels(source=source))
         return out
 
