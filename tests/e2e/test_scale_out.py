@@ -97,22 +97,15 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, Receiver]]:
     received = Receiver()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(received))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for process in started:
-        process.stop()
+    with ThreadingHTTPServer(("127.0.0.1", 0), _handler(received)) as server:
+        server.daemon_threads = True
+        serving = threading.Thread(target=server.serve_forever, daemon=True)
+        serving.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+        finally:
+            server.shutdown()
+            serving.join(timeout=5)
 
 
 class Stream:
@@ -217,19 +210,19 @@ def _list_all(client: httpx.Client, path: str, cursor_name: str, next_name: str)
 
 @pytest.mark.postgres
 def test_two_api_processes_and_two_workers_share_one_postgresql(
-    pg_url: str, tmp_path: Path, processes: list[ServerProcess], receiver: tuple[str, Receiver]
+    pg_url: str,
+    tmp_path: Path,
+    server_factory: type[ServerProcess],
+    receiver: tuple[str, Receiver],
 ) -> None:
     key = init_project(pg_url)["keys"]["live"]
     apis = []
     for n in (1, 2):
-        api = ServerProcess(pg_url, tmp_path / f"api{n}.log", ENV, worker=False)
-        processes.append(api)
+        api = server_factory(pg_url, tmp_path / f"api{n}.log", ENV, worker=False)
         api.start()
         apis.append(api)
     for n in (1, 2):
-        worker = ServerProcess(pg_url, tmp_path / f"worker{n}.log", ENV, command="worker")
-        processes.append(worker)
-        worker.start()
+        server_factory(pg_url, tmp_path / f"worker{n}.log", ENV, command="worker").start()
     hook_url, received = receiver
     auth = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=apis[0].url, headers=auth, timeout=10) as client:
@@ -299,7 +292,10 @@ def _skewed_event_id(behind_ms: int) -> str:
 
 @pytest.mark.postgres
 def test_stream_shows_an_event_from_a_process_whose_clock_is_behind(
-    pg_url: str, tmp_path: Path, processes: list[ServerProcess], monkeypatch: pytest.MonkeyPatch
+    pg_url: str,
+    tmp_path: Path,
+    server_factory: type[ServerProcess],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The event's id is 10 s old when it commits, far below the stream's 2 s window: only
     the commit's notification brings it to the stream."""
@@ -309,8 +305,7 @@ def test_stream_shows_an_event_from_a_process_whose_clock_is_behind(
     from eventyard.store import event_writes, open_store
 
     key = init_project(pg_url)["keys"]["live"]
-    api = ServerProcess(pg_url, tmp_path / "api.log", worker=False)
-    processes.append(api)
+    api = server_factory(pg_url, tmp_path / "api.log", worker=False)
     api.start()
     stream = Stream(api.url, key)
     skewed = _skewed_event_id(10_000)
