@@ -59,3 +59,33 @@ def new_id(prefix: str) -> str:
 def is_valid_id(value: str, prefix: str) -> bool:
     head, _, body = value.partition("_")
     return head == prefix and len(body) == 26 and all(c in _ALPHABET for c in body)
+
+
+def new_id_at(prefix: str, ms: int) -> str:
+    """An id whose time part is `ms` rather than now. In the millisecond of this process's
+    latest id it follows that id, as `new_ulid` would; in another one its random bits are
+    fresh. A transaction's id carries its event's millisecond, so on PostgreSQL it falls in
+    its event's partition range (store/partitions.py)."""
+    global _last_random
+    ms = max(0, min(ms, (1 << 48) - 1))
+    with _lock:
+        if ms == _last_ms:
+            _last_random = (_last_random + 1) & ((1 << _RANDOM_BITS) - 1)
+            bits = _last_random
+        else:
+            bits = int.from_bytes(os.urandom(10), "big")
+    return f"{prefix}_{_encode((ms << _RANDOM_BITS) | bits, 26)}"
+
+
+def ms_of(value: str) -> int:
+    """The millisecond an id was made at (its first 10 characters after the prefix)."""
+    body = value.partition("_")[2]
+    ms = 0
+    for char in body[:10]:
+        ms = ms * 32 + _ALPHABET.index(char)
+    return ms
+
+
+def lowest_id_at(prefix: str, ms: int) -> str:
+    """The lowest id with this prefix that can be made in millisecond `ms`."""
+    return f"{prefix}_{_encode(max(0, min(ms, (1 << 48) - 1)), 10)}{'0' * 16}"

@@ -307,6 +307,18 @@ SETTINGS: tuple[Setting, ...] = (
         "How many requests a key may make at once before `rate_limit_per_second` paces it "
         "(the bucket's size), when limits are on.",
     ),
+    Setting(
+        "partition_days",
+        7,
+        _positive_int,
+        "On PostgreSQL, the span in days of each time partition of events (with their "
+        "transactions, history and attempts), made ahead by housekeeping. Retention drops "
+        "a partition once all of it is past every project's retention, so a shorter span "
+        "frees space sooner; but every partition adds to the planning and reading of the "
+        "queries that span them all (claiming deliveries, listing events), so a longer span "
+        "suits a database that keeps events for years. A change applies to partitions "
+        "made after it.",
+    ),
 )
 
 _BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -347,6 +359,7 @@ class Settings:
     session_hours: int = 12
     rate_limit_per_second: float = 0.0
     rate_limit_burst: int = 100
+    partition_days: int = 7
 
     @property
     def default_retry_schedule(self) -> tuple[int, ...]:

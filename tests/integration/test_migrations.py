@@ -84,10 +84,27 @@ def _describe_sqlite(db: Db) -> list[str]:
 
 
 def _describe_postgres(db: Db) -> list[str]:
+    # A partitioned table is one line with its key, and its DEFAULT partition one more; the
+    # partitions themselves (their columns, keys and indexes are the parent's) are left out,
+    # since the time ranges are named for the days they hold (store/partitions.py).
     lines = []
+    for p in db.all(
+        "SELECT c.relname, pg_get_partkeydef(c.oid) AS key FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'public' AND c.relkind = 'p'"
+    ):
+        lines.append(f"partitioned {p['relname']} BY {p['key']}")
+    for p in db.all(
+        "SELECT c.relname, i.inhparent::regclass::text AS parent FROM pg_class c"
+        " JOIN pg_inherits i ON i.inhrelid = c.oid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'public' AND c.relispartition AND c.relkind = 'r'"
+        " AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'"
+    ):
+        lines.append(f"default partition {p['parent']} {p['relname']}")
     for c in db.all(
         "SELECT table_name, column_name, data_type, is_nullable, column_default,"
         " identity_generation FROM information_schema.columns WHERE table_schema = 'public'"
+        " AND table_name NOT IN (SELECT relname FROM pg_class WHERE relispartition)"
     ):
         null = "NOT NULL" if c["is_nullable"] == "NO" else "NULL"
         default = f" DEFAULT {c['column_default']}" if c["column_default"] is not None else ""
@@ -100,12 +117,14 @@ def _describe_postgres(db: Db) -> list[str]:
         "SELECT rel.relname AS table_name, con.contype, pg_get_constraintdef(con.oid) AS def"
         " FROM pg_constraint con JOIN pg_class rel ON rel.oid = con.conrelid"
         " JOIN pg_namespace ns ON ns.oid = rel.relnamespace WHERE ns.nspname = 'public'"
+        " AND NOT rel.relispartition"
     ):
         kind = {"p": "primary key", "f": "foreign key", "u": "unique", "c": "check"}
         lines.append(f"{kind.get(c['contype'], c['contype'])} {c['table_name']} {c['def']}")
     for i in db.all(
         "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
         " AND indexname NOT IN (SELECT conname FROM pg_constraint)"
+        " AND tablename NOT IN (SELECT relname FROM pg_class WHERE relispartition)"
     ):
         lines.append(f"index {i['indexname']}: {i['indexdef']}")
     return sorted(lines)

@@ -6,6 +6,7 @@ leaves it; PostgreSQL after ANALYZE, as autovacuum leaves it)."""
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -102,7 +103,8 @@ async def test_each_filter_reads_its_index_newest_first(
     plan = await services.store.read(lambda db: _plan(db, query, api.project_id))
     assert index in plan, plan
     assert "SCAN events" not in plan, plan  # SQLite's full scan
-    assert "Seq Scan" not in plan, plan  # PostgreSQL's
+    # PostgreSQL's, but on an empty partition (a range made ahead), which costs nothing.
+    assert not re.search(r"Seq Scan on .*\(cost=(?!0\.00\.\.0\.00 )", plan), plan
     if services.store.backend == "sqlite":
         assert "TEMP B-TREE" not in plan, plan
         # the equality columns and the time range or cursor are all in the index search
@@ -110,9 +112,12 @@ async def test_each_filter_reads_its_index_newest_first(
             assert "(timestamp,id)<(?,?)" in plan, plan
         if query.since is not None:
             assert "timestamp>?" in plan, plan
-    elif query.user_id is None or query.trigger is None:
-        # (With both, PostgreSQL may sort the user's few events: a few, whatever the table.)
+    elif query.user_id is None and query.since is None:
+        # (With a user or a window, PostgreSQL may sort the few events the index finds: a
+        # user's, a window's — on a partitioned table it often does.)
         assert "Index Scan Backward" in plan, plan
-        assert "Sort" not in plan, plan
+        # No sort node (a partitioned table's Merge Append names its "Sort Key", and sorts
+        # nothing: it merges the partitions' index scans).
+        assert not re.search(r"\bSort  \(", plan), plan
         if query.before is not None:
             assert 'ROW("timestamp", id) <' in plan, plan

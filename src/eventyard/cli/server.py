@@ -157,6 +157,7 @@ def _open_for_service(settings: Settings, *, migrate: bool = True, start: bool =
             commit_max_events=settings.commit_max_events,
             session_url=settings.database_session_url or None,
             prepare=settings.database_prepared_statements,
+            partition_days=settings.partition_days,
         )
         if migrate:
             store.migrate()
@@ -192,7 +193,7 @@ def settings() -> None:
 def migrate(database_url: str | None) -> None:
     """Apply pending database migrations and exit."""
     settings = settings_from_env(database_url=database_url)
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, partition_days=settings.partition_days)
     try:
         applied = store.migrate()
     except Exception as exc:

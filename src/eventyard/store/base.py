@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from eventyard.store import migrate as migrations
+from eventyard.store import partitions
 from eventyard.store.connect import backend_of, connect
 from eventyard.store.db import Backend, DatabaseTimeout, Db
 from eventyard.store.writer import GroupCommitWriter
@@ -40,8 +41,11 @@ class Store:
         commit_max_events: int = 2000,
         session_url: str | None = None,
         prepare: bool = True,
+        partition_days: int = partitions.DEFAULT_PARTITION_DAYS,
     ):
         self.url = url
+        # The span of new time partitions on PostgreSQL (store/partitions.py).
+        self.partition_days = partition_days
         # For LISTEN and advisory locks: a session, not a transaction-mode pool (connect.py).
         self.session_url = session_url or url
         self.read_connections = read_connections
@@ -65,7 +69,11 @@ class Store:
     def migrate(self) -> list[migrations.Migration]:
         db = connect(self.url, writer=True, role="eventyard-migrate", prepare=self._prepare)
         try:
-            return migrations.migrate(db)
+            applied = migrations.migrate(db)
+            # A fresh database takes events at once in a range of their own (and an upgraded
+            # one has its copied rows moved out of the DEFAULT partitions).
+            partitions.ensure_partitions(db, time.time_ns() // 1_000_000, self.partition_days)
+            return applied
         finally:
             db.close()
 
@@ -177,6 +185,7 @@ def open_store(
     commit_max_events: int = 2000,
     session_url: str | None = None,
     prepare: bool = True,
+    partition_days: int = partitions.DEFAULT_PARTITION_DAYS,
 ) -> Store:
     """Create a store, apply pending migrations and start its writer."""
     store = Store(
@@ -185,6 +194,7 @@ def open_store(
         commit_max_events=commit_max_events,
         session_url=session_url,
         prepare=prepare,
+        partition_days=partition_days,
     )
     store.migrate()
     store.start()

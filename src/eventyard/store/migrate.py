@@ -51,11 +51,14 @@ def _ensure_table(db: Db) -> None:
         db.conn.commit()
 
 
-def migrate(db: Db) -> list[Migration]:
-    """Apply every migration not applied yet; return the ones applied now."""
+def migrate(db: Db, upto: int | None = None) -> list[Migration]:
+    """Apply every migration not applied yet (up to version `upto`, when given: to build
+    an old schema in a test); return the ones applied now."""
     _ensure_table(db)
     done: list[Migration] = []
     for migration in available(db.backend):
+        if upto is not None and migration.version > upto:
+            break
         db.begin()
         try:
             if db.backend == "postgres":

@@ -32,6 +32,7 @@ _COLUMNS = (
     "id, project_id, environment, consumer_id, event_id, state, output, attempts,"
     " schedule_index, next_attempt_at, lease_expires_at, created_at, updated_at"
 )
+_T_COLUMNS = ", ".join(f"t.{c.strip()}" for c in _COLUMNS.split(","))
 _UNSET = object()
 _EVENT_NAMES = [c.strip() for c in EVENT_COLUMNS.split(",")]
 _EVENT_ALIASED = ", ".join(f"e.{c} AS e_{c}" for c in _EVENT_NAMES)
@@ -97,7 +98,7 @@ def create_for_events(
             if consumer.wants(trigger):
                 rows.append(
                     (
-                        ids.new_id("txn"),
+                        ids.new_id_at("txn", ids.ms_of(event_id)),
                         project_id,
                         environment.value,
                         consumer.id,
@@ -217,7 +218,7 @@ def ensure_transaction(
             " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
             " ON CONFLICT (consumer_id, event_id) DO NOTHING RETURNING id",
             (
-                ids.new_id("txn"),
+                ids.new_id_at("txn", ids.ms_of(event_id)),
                 consumer.project_id,
                 consumer.environment.value,
                 consumer.id,
@@ -281,12 +282,20 @@ def _claim(
     params = [*set_params, consumer_id, *where_params, limit]
     if db.backend == "postgres":
         # The claim and its events in one round trip: the claimed rows joined to their
-        # events, the events' columns under an `e_` prefix.
+        # events, the events' columns under an `e_` prefix. Transactions are partitioned
+        # by event id (store/partitions.py): the claimed rows are updated by (id, event_id)
+        # within their events' span, so only the partitions they are in are read — by id
+        # alone, every partition was (60 ranges: 18 ms a claim of 100 instead of 4).
+        chosen = choose.replace("SELECT id FROM", "SELECT id, event_id FROM", 1)
         rows = db.all_planned_afresh(
-            f"WITH c AS (UPDATE transactions SET {set_sql} WHERE id IN ({choose}"
-            f" FOR UPDATE SKIP LOCKED) RETURNING {_COLUMNS})"
+            f"WITH s AS MATERIALIZED ({chosen} FOR UPDATE SKIP LOCKED),"
+            f" c AS (UPDATE transactions t SET {set_sql} FROM s"
+            " WHERE t.id = s.id AND t.event_id = s.event_id"
+            " AND t.event_id >= (SELECT MIN(event_id) FROM s)"
+            " AND t.event_id <= (SELECT MAX(event_id) FROM s)"
+            f" RETURNING {_T_COLUMNS})"
             f" SELECT c.*, {_EVENT_ALIASED} FROM c JOIN events e ON e.id = c.event_id",
-            params,
+            [consumer_id, *where_params, limit, *set_params],
         )
         events = {
             r["event_id"]: event_from_row({c: r[f"e_{c}"] for c in _EVENT_NAMES}) for r in rows

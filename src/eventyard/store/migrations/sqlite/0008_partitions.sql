@@ -1,0 +1,3 @@
+-- Nothing on SQLite: PostgreSQL's 0008 partitions events, transactions, their history and
+-- delivery attempts by the event's time so that retention drops whole partitions; SQLite has
+-- no partitions, and its retention deletes in small batches instead.

@@ -1,0 +1,369 @@
+"""Time partitions on PostgreSQL (store/partitions.py, migration 0008).
+
+A migrated database has the four tables partitioned with ranges ahead of now; a database
+upgraded from 0007 keeps every row and has them moved into ranges of their own; dropping a
+range takes its events with their transactions, history and attempts and leaves newer ones
+whole; a row no range holds waits in the DEFAULT partition, readable, until its range is
+made, and making that range moves it rather than fail.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from eventyard import ids
+from eventyard.store import Store
+from eventyard.store import migrate as migrations
+from eventyard.store.connect import connect
+from eventyard.store.db import Db
+from eventyard.store.partitions import (
+    DAY_MS,
+    DEFAULT_PARTITION_DAYS,
+    RANGES_AHEAD,
+    TABLES,
+    housekeep_partitions,
+    list_partitions,
+    partition_name,
+    range_of,
+)
+from eventyard.store.transactions import AttemptRecord, record_attempts, transaction_for
+from tests.conftest import PG_ADMIN_URL, REQUIRE_PG, Api, _pg_available, _pg_url
+
+pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
+_counter = itertools.count()
+NOW_MS = time.time_ns() // 1_000_000
+
+
+@pytest.fixture
+def store_url(pg_url: str) -> str:
+    """PostgreSQL only: SQLite has no partitions (every function here is a no-op there)."""
+    return pg_url
+
+
+@pytest.fixture
+def empty_pg() -> Iterator[str]:
+    """A PostgreSQL database with nothing in it, not even the migrations."""
+    problem = _pg_available()
+    if problem is not None:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required here but does not answer: {problem}")
+        pytest.skip(f"PostgreSQL not available: {problem}")
+    name = f"eventyard_part_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield _pg_url(name)
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def db(store_url: str) -> Iterator[Db]:
+    connection = connect(store_url, writer=True)
+    yield connection
+    connection.close()
+
+
+def _where(db: Db, table: str, key: str, value: str) -> str | None:
+    """The partition holding the row of `table` whose `key` is `value`, or None."""
+    found = db.scalar(
+        f"SELECT tableoid::regclass::text AS p FROM {table} WHERE {key} = ?", (value,)
+    )
+    db.rollback()
+    return str(found) if found is not None else None
+
+
+def _old_event(db: Db, project_id: str, consumer_id: str, ms: int) -> tuple[str, str]:
+    """An event received at `ms`, with a transaction, a history row and an attempt, as the
+    ingest and the worker write them; (event id, transaction id)."""
+    event_id = ids.new_id_at("evt", ms)
+    txn_id = ids.new_id_at("txn", ms)
+    us = ms * 1000
+    db.begin()
+    db.execute(
+        "INSERT INTO events (id, project_id, environment, trigger_id, user_id, payload,"
+        " timestamp, received_at, source) VALUES (?, ?, 'test', 'signup', 'u_old', '{}', ?, ?,"
+        " 'api')",
+        (event_id, project_id, us, us),
+    )
+    db.execute(
+        "INSERT INTO transactions (id, project_id, environment, consumer_id, event_id, state,"
+        " next_attempt_at, created_at, updated_at) VALUES (?, ?, 'test', ?, ?, 'pending', ?, ?, ?)",
+        (txn_id, project_id, consumer_id, event_id, us, us, us),
+    )
+    db.execute(
+        "INSERT INTO transaction_history (transaction_id, exit_state, enter_state, at, actor)"
+        " VALUES (?, NULL, 'pending', ?, 'test')",
+        (txn_id, us),
+    )
+    txn = transaction_for(db, consumer_id, event_id)
+    assert txn is not None
+    record_attempts(db, [AttemptRecord(txn, us, 500, 12, "oops", None, "pending", us + 5)])
+    db.commit()
+    return event_id, txn_id
+
+
+async def _consumer(api: Api) -> str:
+    made = await api.post("/v1/consumers", {"name": "puller", "kind": "pull"})
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+def _count(db: Db, table: str, key: str, value: str) -> int:
+    n = int(db.scalar(f"SELECT COUNT(*) AS n FROM {table} WHERE {key} = ?", (value,)))
+    db.rollback()
+    return n
+
+
+def test_a_migrated_database_is_partitioned_with_ranges_ahead(db: Db) -> None:
+    kinds = {
+        r["relname"]: r["relkind"]
+        for r in db.all(
+            "SELECT relname, relkind FROM pg_class WHERE relname IN ('events', 'transactions',"
+            " 'transaction_history', 'delivery_attempts', 'idempotency_keys')"
+        )
+    }
+    assert kinds == {
+        "events": "p",
+        "transactions": "p",
+        "transaction_history": "p",
+        "delivery_attempts": "p",
+        "idempotency_keys": "r",  # its own expiry; ON CONFLICT on its primary key
+    }
+    parts = list_partitions(db)
+    span = DEFAULT_PARTITION_DAYS * DAY_MS
+    for table, _, _ in TABLES:
+        mine = [p for p in parts if p.table == table]
+        assert any(p.start_ms <= NOW_MS < p.end_ms for p in mine), mine
+        assert max(p.end_ms for p in mine) >= NOW_MS + RANGES_AHEAD * span, mine
+        assert {p.end_ms - p.start_ms for p in mine} == {span}
+
+
+async def test_new_events_and_what_hangs_off_them_land_in_todays_range(api: Api, db: Db) -> None:
+    consumer = await _consumer(api)
+    sent = await api.send("signup", "u1")
+    assert sent.status_code == 201, sent.text
+    event_id = sent.json()["id"]
+    claimed = await api.post(f"/v1/consumers/{consumer}/claim", {"limit": 10})
+    assert claimed.status_code == 200, claimed.text
+    [item] = claimed.json()["data"]
+    txn_id = item["transaction"]["id"] if "transaction" in item else item["id"]
+    day = range_of(NOW_MS, DEFAULT_PARTITION_DAYS)[0]
+    expected = {p.table: p.name for p in list_partitions(db) if p.start_ms == day}
+    assert _where(db, "events", "id", event_id) == expected["events"]
+    assert _where(db, "transactions", "event_id", event_id) == expected["transactions"]
+    assert (
+        _where(db, "transaction_history", "transaction_id", txn_id)
+        == (expected["transaction_history"])
+    )
+    read = await api.get(f"/v1/events/{event_id}")
+    assert read.status_code == 200
+    [txn] = read.json()["transactions"]
+    assert [h["enter_state"] for h in txn["history"]] == ["pending", "processing"]
+
+
+async def test_dropping_a_range_drops_its_events_with_everything_hanging_off_them(
+    api: Api, db: Db
+) -> None:
+    consumer = await _consumer(api)
+    old_ms = NOW_MS - 40 * DAY_MS
+    old_event, old_txn = _old_event(db, api.project_id, consumer, old_ms)
+    # No range holds 40 days ago: the rows wait in the DEFAULT partitions, readable.
+    assert _where(db, "events", "id", old_event) == "events_default"
+    assert (await api.get(f"/v1/events/{old_event}")).status_code == 200
+    sent = await api.send("signup", "u_new")
+    new_event = sent.json()["id"]
+
+    now_us = NOW_MS * 1000
+    report = housekeep_partitions(db, now_us, now_us - 10 * DAY_MS * 1000)
+
+    old_range = range_of(old_ms, DEFAULT_PARTITION_DAYS)
+    old_names = {partition_name(t, old_range[0]) for t, _, _ in TABLES}
+    assert old_names <= set(report.created), report  # made, with the rows moved in...
+    assert report.moved_rows == 4
+    assert old_names <= set(report.dropped), report  # ...then dropped whole
+    assert report.dropped_rows == {
+        "events": 1,
+        "transactions": 1,
+        "transaction_history": 1,
+        "delivery_attempts": 1,
+    }
+    assert (await api.get(f"/v1/events/{old_event}")).status_code == 404
+    assert _count(db, "transactions", "event_id", old_event) == 0
+    assert _count(db, "transaction_history", "transaction_id", old_txn) == 0
+    assert _count(db, "delivery_attempts", "transaction_id", old_txn) == 0
+    kept = await api.get(f"/v1/events/{new_event}")
+    assert kept.status_code == 200
+    [txn] = kept.json()["transactions"]
+    assert [h["enter_state"] for h in txn["history"]] == ["pending"]
+    # The range holding now, and those ahead, are all still there.
+    assert any(p.start_ms <= NOW_MS < p.end_ms for p in list_partitions(db))
+
+
+async def test_nothing_is_dropped_without_a_limit_nor_a_range_ending_after_it(
+    api: Api, db: Db
+) -> None:
+    consumer = await _consumer(api)
+    old_ms = NOW_MS - 40 * DAY_MS
+    old_event, _ = _old_event(db, api.project_id, consumer, old_ms)
+    now_us = NOW_MS * 1000
+    assert housekeep_partitions(db, now_us, None).dropped == []
+    end = range_of(old_ms, DEFAULT_PARTITION_DAYS)[1]
+    # A limit inside the range: part of it is to be kept, so all of it is.
+    assert housekeep_partitions(db, now_us, (end - 1) * 1000).dropped == []
+    assert (await api.get(f"/v1/events/{old_event}")).status_code == 200
+    assert housekeep_partitions(db, now_us, end * 1000).dropped_rows["events"] == 1
+    assert (await api.get(f"/v1/events/{old_event}")).status_code == 404
+
+
+async def test_a_range_is_made_even_when_the_default_holds_a_row_in_it(api: Api, db: Db) -> None:
+    consumer = await _consumer(api)
+    later_ms = NOW_MS + 60 * DAY_MS  # past the ranges made ahead: a clock far off
+    event_id, txn_id = _old_event(db, api.project_id, consumer, later_ms)
+    assert _where(db, "events", "id", event_id) == "events_default"
+    assert _where(db, "delivery_attempts", "transaction_id", txn_id) == (
+        "delivery_attempts_default"
+    )
+
+    report = housekeep_partitions(db, later_ms * 1000, None)
+
+    start = range_of(later_ms, DEFAULT_PARTITION_DAYS)[0]
+    names = {p.table: p.name for p in list_partitions(db) if p.start_ms == start}
+    assert set(names.values()) <= set(report.created)
+    assert report.moved_rows == 4
+    assert _where(db, "events", "id", event_id) == names["events"]
+    assert _where(db, "transactions", "event_id", event_id) == names["transactions"]
+    assert _where(db, "delivery_attempts", "transaction_id", txn_id) == names["delivery_attempts"]
+    for table, _, _ in TABLES:
+        assert db.scalar(f"SELECT COUNT(*) AS n FROM {table}_default") == 0
+    db.rollback()
+    read = await api.get(f"/v1/events/{event_id}")
+    assert read.status_code == 200
+    [txn] = read.json()["transactions"]
+    assert txn["delivery_attempts"][0]["status_code"] == 500
+
+
+def test_a_new_interval_fills_the_gaps_and_keeps_the_ranges_there(db: Db) -> None:
+    before = list_partitions(db)
+    last_end = max(p.end_ms for p in before)
+    report = housekeep_partitions(db, last_end * 1000, None, days=1)
+    after = list_partitions(db)
+    events = sorted((p.start_ms, p.end_ms) for p in after if p.table == "events")
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(events)), "ranges overlap"
+    assert {p for p in before} <= set(after)  # the weekly ranges stay as they were
+    assert {p.end_ms - p.start_ms for p in after if p.name in report.created} == {DAY_MS}
+    assert any(p.start_ms <= last_end < p.end_ms for p in after)
+
+
+def _rows(db: Db) -> dict[str, list[tuple[object, ...]]]:
+    out = {}
+    for table, key, _ in TABLES:
+        rows = db.all(f"SELECT * FROM {table} ORDER BY {key}, 2, 1")
+        out[table] = [tuple(sorted(r.items())) for r in rows]
+    out["idempotency_keys"] = [
+        tuple(sorted(r.items())) for r in db.all("SELECT * FROM idempotency_keys ORDER BY key")
+    ]
+    db.rollback()
+    return out
+
+
+def test_an_old_database_upgrades_keeping_every_row(empty_pg: str) -> None:
+    db = connect(empty_pg, writer=True)
+    try:
+        assert [m.version for m in migrations.migrate(db, upto=7)] == list(range(1, 8))
+        db.begin()
+        db.execute(
+            "INSERT INTO projects (id, name, mode, created_at) VALUES ('prj_a', 'a', 'open', 1)"
+        )
+        db.execute(
+            "INSERT INTO consumers (id, project_id, environment, name, kind, state, created_at,"
+            " updated_at) VALUES ('con_a', 'prj_a', 'test', 'c', 'pull', 'active', 1, 1)"
+        )
+        db.commit()
+        made = []
+        for days_ago in (400, 40, 3, 0):
+            ms = NOW_MS - days_ago * DAY_MS
+            event_id = ids.new_id_at("evt", ms)
+            # Before 0008 a transaction's id carried the time it was made, not its event's.
+            txn_id = ids.new_id_at("txn", ms + 2 * DAY_MS)
+            us = ms * 1000
+            made.append((event_id, txn_id))
+            db.begin()
+            db.execute(
+                "INSERT INTO events (id, project_id, environment, trigger_id, user_id, payload,"
+                " timestamp, received_at, idempotency_key, source) VALUES"
+                " (?, 'prj_a', 'test', 'signup', ?, '{\"n\":1}', ?, ?, ?, 'api')",
+                (event_id, f"u{days_ago}", us, us, f"k{days_ago}"),
+            )
+            db.execute(
+                "INSERT INTO idempotency_keys (project_id, environment, key, event_id, body_hash,"
+                " expires_at) VALUES ('prj_a', 'test', ?, ?, 'h', ?)",
+                (f"k{days_ago}", event_id, us + 1),
+            )
+            db.execute(
+                "INSERT INTO transactions (id, project_id, environment, consumer_id, event_id,"
+                " state, created_at, updated_at) VALUES (?, 'prj_a', 'test', 'con_a', ?,"
+                " 'finished', ?, ?)",
+                (txn_id, event_id, us, us),
+            )
+            for state in ("pending", "processing", "finished"):
+                db.execute(
+                    "INSERT INTO transaction_history (transaction_id, exit_state, enter_state,"
+                    " at, actor) VALUES (?, NULL, ?, ?, 'test')",
+                    (txn_id, state, us),
+                )
+            db.execute(
+                "INSERT INTO delivery_attempts (transaction_id, attempt, at, status_code,"
+                " duration_ms) VALUES (?, 1, ?, 200, 3)",
+                (txn_id, us),
+            )
+            db.commit()
+        before = _rows(db)
+        last_history = max(dict(r)["id"] for r in before["transaction_history"])
+    finally:
+        db.close()
+
+    Store(empty_pg).migrate()  # 0008 onwards, then the ranges: as a server's start does
+
+    db = connect(empty_pg, writer=True)
+    try:
+        assert _rows(db) == before
+        for table, _, _ in TABLES:
+            assert db.scalar(f"SELECT COUNT(*) AS n FROM {table}_default") == 0, table
+        db.rollback()
+        for event_id, txn_id in made:
+            assert _where(db, "events", "id", event_id) != "events_default"
+            txn = transaction_for(db, "con_a", event_id)
+            assert txn is not None
+            assert txn.id == txn_id
+            assert [h.enter_state for h in txn.history] == ["pending", "processing", "finished"]
+            assert [a.status_code for a in txn.delivery_attempts] == [200]
+            db.rollback()
+        # New history rows continue the old numbering.
+        db.begin()
+        new_id = db.scalar(
+            "INSERT INTO transaction_history (transaction_id, enter_state, at, actor)"
+            " VALUES (?, 'pending', 1, 'test') RETURNING id",
+            (made[-1][1],),
+        )
+        db.rollback()
+        assert new_id > last_history
+        # The oldest rows sit in ranges of their own, which retention can drop: the event's,
+        # and its transaction's history and attempts by the transaction's (later) time.
+        oldest = range_of(NOW_MS - 398 * DAY_MS, DEFAULT_PARTITION_DAYS)
+        report = housekeep_partitions(db, NOW_MS * 1000, oldest[1] * 1000)
+        assert report.dropped_rows == {
+            "events": 1,
+            "transactions": 1,
+            "transaction_history": 3,
+            "delivery_attempts": 1,
+        }
+    finally:
+        db.close()
