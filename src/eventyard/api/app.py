@@ -132,6 +132,7 @@ class EventyardApp:
         except EventyardError as exc:
             if isinstance(exc, InvalidPathParameter):
                 route = exc.route
+                template = route.path
             elif route is None:
                 first = scope["path"].strip("/").split("/", 1)[0]
                 route = self._prefix_routes.get(first)
