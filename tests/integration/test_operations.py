@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from eventyard.settings import Settings
 from eventyard.store import Store, open_store
@@ -141,6 +142,41 @@ async def test_metrics_move_with_ingest_commits_and_delivery(world: World) -> No
     assert _value(after, f'eventyard_pending_transactions{{consumer="{hook["id"]}"}}') == 1
     assert _value(after, f'eventyard_inflight_transactions{{consumer="{hook["id"]}"}}') == 0
     assert _value(after, "process_resident_memory_bytes") > 10_000_000
+
+
+async def test_the_scrape_parses_as_prometheus_text(world: World) -> None:
+    """The official client's parser reads every family; histograms are cumulative."""
+    await world.hook("http://127.0.0.1:9/hook")  # a consumer with a backlog: its gauges
+    await world.send(user_id="a")
+    await world.api.post("/v1/events/batch", {"events": [{"trigger": "t", "user_id": "b"}]})
+    families = {f.name: f for f in text_string_to_metric_families(await _scrape(world))}
+    kinds = {name: f.type for name, f in families.items()}
+    assert kinds == {
+        "eventyard_http_requests": "counter",
+        "eventyard_http_request_seconds": "histogram",
+        "eventyard_events": "counter",
+        "eventyard_batch_events": "histogram",
+        "eventyard_commit_seconds": "histogram",
+        "eventyard_commit_group_ops": "histogram",
+        "eventyard_webhook_attempts": "counter",
+        "eventyard_webhook_attempt_seconds": "histogram",
+        "eventyard_oldest_pending_seconds": "gauge",
+        "eventyard_pending_transactions": "gauge",
+        "eventyard_inflight_transactions": "gauge",
+        "eventyard_delivery_due_lag_seconds": "gauge",
+        "process_resident_memory_bytes": "gauge",
+    }
+    for family in families.values():
+        if family.type != "histogram":
+            continue
+        buckets: dict[tuple[tuple[str, str], ...], list[float]] = {}
+        for s in family.samples:
+            if s.name.endswith("_bucket"):
+                key = tuple(sorted((k, v) for k, v in s.labels.items() if k != "le"))
+                buckets.setdefault(key, []).append(s.value)
+        assert buckets, family.name
+        for counts in buckets.values():
+            assert counts == sorted(counts), family.name
 
 
 async def test_metrics_show_due_lag_and_oldest_age_per_consumer(world: World) -> None:
