@@ -48,6 +48,8 @@ class Runtime:
         self.services.live.bind(asyncio.get_running_loop())
         if self._listener is not None:
             self._listener.start()
+            if self._listener.watches_events:
+                await self.services.live.check_clock()
         if self.worker is not None:
             self._worker_task = asyncio.create_task(self.worker.run())
 

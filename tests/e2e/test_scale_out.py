@@ -333,6 +333,35 @@ def test_stream_shows_an_event_from_a_process_whose_clock_is_behind(
     stream.close()
 
 
+class _SkewedClock:
+    def __init__(self, behind_ms: int) -> None:
+        self.behind_us = behind_ms * 1000
+
+    def now_us(self) -> int:
+        return time.time_ns() // 1000 - self.behind_us
+
+
+@pytest.mark.postgres
+def test_a_clock_far_from_the_databases_is_logged_at_start(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from eventyard.delivery.notify import Notifier
+    from eventyard.services.live import LiveFeed
+    from eventyard.store import open_store
+
+    store = open_store(pg_url)
+    try:
+        for behind_ms, warned in ((0, False), (5000, True)):
+            caplog.clear()
+            feed = LiveFeed(store, _SkewedClock(behind_ms), Notifier())
+            asyncio.run(feed.check_clock())
+            logged = [r.getMessage() for r in caplog.records if r.name == "eventyard.live"]
+            assert bool(logged) is warned, logged
+        assert "clock is 5.0 s behind the database's" in logged[0]
+    finally:
+        store.close()
+
+
 def _connections(pg_url: str) -> Counter[str]:
     dbname = pg_url.rsplit("/", 1)[1]
     with psycopg.connect(pg_url, autocommit=True) as conn:

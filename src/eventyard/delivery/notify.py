@@ -105,6 +105,10 @@ class PgListener:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="eventyard-listen", daemon=True)
 
+    @property
+    def watches_events(self) -> bool:
+        return self._events is not None
+
     def start(self) -> None:
         self._thread.start()
 

@@ -44,12 +44,13 @@ from eventyard.domain.models import Event, Principal
 from eventyard.errors import ServiceUnavailable
 from eventyard.ids import is_valid_id
 from eventyard.store import Store
-from eventyard.store.event_feed import events_after
+from eventyard.store.event_feed import database_time_ms, events_after
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # the alphabet of eventyard.ids
 _MS_CHARS = 10  # a ULID is 10 characters of milliseconds, then 16 of randomness
 _LOWEST, _HIGHEST = "0" * 16, "Z" * 16
 _PRIME_PAGES = 20  # how far the start-up read of the window goes, in pages
+CLOCK_WARN_MS = 1000  # a clock further from the database's than this is logged at start
 logger = logging.getLogger("eventyard.live")
 
 
@@ -128,6 +129,27 @@ class LiveFeed:
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._pulse.bind(loop)
+
+    async def check_clock(self) -> None:
+        """Log a warning when this machine's clock is more than CLOCK_WARN_MS from the
+        database's: event ids carry this clock, and streams elsewhere go back a minute at
+        most for ids that commit late. Once, at start; a failed check is only logged."""
+        try:
+            async with asyncio.timeout(5):
+                before = self._clock.now_us() // 1000
+                db_ms = await self._store.read(database_time_ms)
+                after = self._clock.now_us() // 1000
+        except Exception:
+            logger.debug("could not read the database's clock", exc_info=True)
+            return
+        offset_ms = db_ms - (before + after) / 2
+        if abs(offset_ms) > CLOCK_WARN_MS + (after - before) / 2:
+            logger.warning(
+                "this machine's clock is %.1f s %s the database's: keep clocks in sync (NTP); "
+                "live streams on other machines may miss events this one stores",
+                abs(offset_ms) / 1000,
+                "behind" if offset_ms > 0 else "ahead of",
+            )
 
     # The CommitWatcher of delivery/notify.py: called in the LISTEN thread.
     def committed(self, lowest_id: str) -> None:

@@ -48,3 +48,8 @@ def events_after(
     params.append(limit)
     sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
     return [event_from_row(r) for r in db.all(sql, params)]
+
+
+def database_time_ms(db: Db) -> int:
+    """The database server's clock, in milliseconds since the epoch (PostgreSQL)."""
+    return int(db.scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms"))
