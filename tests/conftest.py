@@ -13,6 +13,7 @@ CI=true or EVENTYARD_REQUIRE_POSTGRES=1, where that is an error: CI must not pas
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -79,13 +80,31 @@ def pg_dropper() -> Iterator[_Dropper]:
     dropper.close()
 
 
-@pytest.fixture(scope="session")
-def pg_template() -> Iterator[str]:
+def require_pg() -> None:
+    """Skip the test when PostgreSQL does not answer (fail it where PostgreSQL is required)."""
     problem = _pg_available()
     if problem is not None:
         if REQUIRE_PG:
             pytest.fail(f"PostgreSQL is required here but does not answer: {problem}")
         pytest.skip(f"PostgreSQL not available: {problem}")
+
+
+@contextlib.contextmanager
+def empty_pg_database(prefix: str) -> Iterator[str]:
+    """The URL of a new PostgreSQL database with nothing in it (no migrations), dropped after."""
+    require_pg()
+    name = f"{prefix}_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield _pg_url(name)
+    finally:
+        _drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    require_pg()
     name = f"eventyard_tmpl_{os.getpid()}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name}")

@@ -8,23 +8,20 @@ and review the diff: it is the schema change your migration makes.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from eventyard.store import Store
 from eventyard.store.connect import connect
 from eventyard.store.db import Db
 from eventyard.store.migrate import available
-from tests.conftest import PG_ADMIN_URL, REQUIRE_PG, _pg_available, _pg_url
+from tests.conftest import empty_pg_database
 
 HERE = Path(__file__).parent
 UPDATE = os.environ.get("EVENTYARD_UPDATE_SNAPSHOTS") == "1"
-_counter = itertools.count()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -33,19 +30,8 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[s
     if request.param == "sqlite":
         yield "sqlite", f"sqlite:///{tmp_path}/empty.db"
         return
-    problem = _pg_available()
-    if problem is not None:
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is required here but does not answer: {problem}")
-        pytest.skip(f"PostgreSQL not available: {problem}")
-    name = f"eventyard_mig_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield "postgres", _pg_url(name)
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with empty_pg_database("eventyard_mig") as url:
+        yield "postgres", url
 
 
 def describe(url: str) -> str:

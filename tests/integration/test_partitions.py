@@ -10,11 +10,9 @@ made, and making that range moves it rather than fail.
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
 from eventyard import ids
@@ -33,10 +31,9 @@ from eventyard.store.partitions import (
     range_of,
 )
 from eventyard.store.transactions import AttemptRecord, record_attempts, transaction_for
-from tests.conftest import PG_ADMIN_URL, REQUIRE_PG, Api, _pg_available, _pg_url
+from tests.conftest import Api, empty_pg_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
-_counter = itertools.count()
 NOW_MS = time.time_ns() // 1_000_000
 
 
@@ -49,19 +46,8 @@ def store_url(pg_url: str) -> str:
 @pytest.fixture
 def empty_pg() -> Iterator[str]:
     """A PostgreSQL database with nothing in it, not even the migrations."""
-    problem = _pg_available()
-    if problem is not None:
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is required here but does not answer: {problem}")
-        pytest.skip(f"PostgreSQL not available: {problem}")
-    name = f"eventyard_part_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield _pg_url(name)
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with empty_pg_database("eventyard_part") as url:
+        yield url
 
 
 @pytest.fixture
