@@ -20,6 +20,7 @@ import itertools
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -436,6 +437,60 @@ def test_serve_processes_shares_one_port_and_stops_cleanly(pg_url: str, tmp_path
             or "zombie" in Path(f"/proc/{child}/status").read_text()
         ), f"child {child} outlived its parent"
     assert _connections(pg_url) == Counter()
+
+
+_PID_SERVER = """
+import os, socket, sys
+from eventyard.cli.prefork import Supervisor, bind_socket
+
+def answer_pid(index, sock):
+    while True:
+        conn, _ = sock.accept()
+        with conn:
+            conn.sendall(str(os.getpid()).encode())
+
+sock = bind_socket("127.0.0.1", int(sys.argv[1]))
+sys.exit(Supervisor(2, sock, answer_pid, start_grace=0.5).run())
+"""
+
+
+def test_a_process_that_dies_is_started_again_on_the_same_port(tmp_path: Path) -> None:
+    """The supervisor of `serve --processes` with children that answer their pid."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", _PID_SERVER, str(port)])
+
+    def pid_answering(within: float = 10.0) -> int:
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+                    return int(conn.recv(32))
+            except (OSError, ValueError):
+                assert time.monotonic() < deadline, "nothing answers on the port"
+                time.sleep(0.05)
+
+    try:
+        victim = pid_answering()
+        time.sleep(0.6)  # past the start grace: a death now is not a failure to start
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while len(children := _children(proc.pid)) < 2 or victim in children:
+            assert time.monotonic() < deadline, children
+            time.sleep(0.05)
+        answered = {pid_answering() for _ in range(20)}
+        assert answered, children
+        assert answered <= set(children), (answered, children)
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+    assert code == 0
+    assert not _children(proc.pid)
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return [int(p) for p in found.stdout.split()]
 
 
 def test_processes_are_refused_on_sqlite(tmp_path: Path) -> None:

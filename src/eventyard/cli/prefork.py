@@ -51,10 +51,18 @@ def bind_socket(host: str, port: int) -> socket.socket:
 class Supervisor:
     """Forks `run_child(index, sock)` N times and keeps N running until told to stop."""
 
-    def __init__(self, processes: int, sock: socket.socket, run_child: Callable[..., None]):
+    def __init__(
+        self,
+        processes: int,
+        sock: socket.socket,
+        run_child: Callable[..., None],
+        *,
+        start_grace: float = START_GRACE_S,
+    ):
         self._processes = processes
-        self._sock = sock
+        self._sock = sock  # kept open here too: a child started again inherits it
         self._run_child = run_child
+        self._start_grace = start_grace
         self._children: dict[int, tuple[int, float]] = {}  # pid -> (index, started at)
         self._stopping = False
         self.failed = False
@@ -93,7 +101,6 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._stop)
         for index in range(self._processes):
             self._fork(index)
-        self._sock.close()  # the children hold it; the parent only waits
         killed_at: float | None = None
         while self._children:
             if self._stopping and killed_at is None:
@@ -108,13 +115,14 @@ class Supervisor:
             if self._stopping:
                 continue
             how = _describe(status)
-            if time.monotonic() - started < START_GRACE_S:
+            if time.monotonic() - started < self._start_grace:
                 logger.error("server process %d %s at start; stopping the others", index, how)
                 self.failed = True
                 self._stop(signal.SIGTERM, None)
                 continue
             logger.error("server process %d (pid %d) %s; starting it again", index, pid, how)
             self._fork(index)
+        self._sock.close()
         return 1 if self.failed else 0
 
 
