@@ -353,3 +353,28 @@ def test_an_old_database_upgrades_keeping_every_row(empty_pg: str) -> None:
         }
     finally:
         db.close()
+
+
+async def test_a_busy_table_makes_a_pass_give_up_and_the_next_one_drop(
+    api: Api, db: Db, store_url: str
+) -> None:
+    consumer = await _consumer(api)
+    old_ms = NOW_MS - 40 * DAY_MS
+    old_event, _ = _old_event(db, api.project_id, consumer, old_ms)
+    now_us = NOW_MS * 1000
+    housekeep_partitions(db, now_us, None)  # its range is made
+    keep_after_us = now_us - 10 * DAY_MS * 1000
+    reader = connect(store_url, writer=True)
+    try:
+        reader.all("SELECT id FROM events")  # a long read: its transaction stays open
+        started = time.monotonic()
+        report = housekeep_partitions(db, now_us, keep_after_us)
+        assert time.monotonic() - started < 5
+        assert report.dropped == []
+    finally:
+        reader.rollback()
+        reader.close()
+    assert (await api.get(f"/v1/events/{old_event}")).status_code == 200
+    report = housekeep_partitions(db, now_us, keep_after_us)
+    assert report.dropped_rows["events"] == 1
+    assert (await api.get(f"/v1/events/{old_event}")).status_code == 404
