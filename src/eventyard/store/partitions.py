@@ -132,11 +132,17 @@ def ensure_partitions(
     with contextlib.suppress(_Busy):
         while True:
             with _range_transaction(db, own) as locked:
-                gap = _next_gap(db, wanted, days) if locked else None
-                if gap is not None:
-                    _create_range(db, *gap, report)
-            if gap is None:
+                gaps = _gaps(db, wanted) if locked else []
+                if gaps:
+                    _create_range(db, *gaps[0], report)
+            if not gaps:
                 break
+        if locked and _lowest_default_ms(db) is not None:
+            with _range_transaction(db, own) as locked:
+                if locked:
+                    _empty_defaults(db, days, report)
+        elif own:
+            db.rollback()  # end the read's transaction
     return report
 
 
@@ -225,23 +231,6 @@ def _range_transaction(db: Db, own: bool) -> Iterator[bool]:
         raise
 
 
-def _next_gap(db: Db, wanted: list[tuple[int, int]], days: int) -> tuple[int, int] | None:
-    """The next range to create: a wanted one missing, else one for the oldest row in a
-    DEFAULT partition; None when there is none."""
-    gaps = _gaps(db, wanted)
-    if gaps:
-        return gaps[0]
-    lowest = _lowest_default_ms(db)
-    if lowest is None:
-        return None
-    gaps = _gaps(db, [range_of(lowest, days)])
-    if not gaps:
-        # A default row inside an existing range: only if someone attached partitions by
-        # hand to some of the four tables and not the others.
-        raise RuntimeError(f"a DEFAULT partition holds a row at {lowest} ms, inside a range")
-    return gaps[0]
-
-
 def _gaps(db: Db, wanted: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """The parts of the wanted spans that no existing range of `events` covers."""
     taken = sorted((p.start_ms, p.end_ms) for p in list_partitions(db) if p.table == "events")
@@ -284,6 +273,53 @@ def _copy_indexes(db: Db, table: str, partition: str, suffix: str) -> None:
         match = _INDEX_DEF.fullmatch(r["def"])
         if match:
             db.execute(f"{match[1]} {r['name']}{suffix} ON {partition} {match[2]}")
+
+
+def _empty_defaults(db: Db, days: int, report: PartitionReport) -> None:
+    """Move every row of the DEFAULT partitions into ranges of their own, in one pass: the
+    ranges holding them are made as tables apart and filled, the defaults emptied, and then
+    the tables attached (ATTACH checks the default, now empty: it reads it once per range,
+    so attaching to a full default — after an upgrade — cost a pass over it per range)."""
+    for table, _, _ in TABLES:
+        db.execute(f"LOCK TABLE {table}_default IN ACCESS EXCLUSIVE MODE")
+    spans: set[tuple[int, int]] = set()
+    for table, key, prefix in TABLES:
+        floor = ""
+        while (value := _min_key(db, table, key, floor)) is not None:
+            span = range_of(ids.ms_of(value), days)
+            spans.add(span)
+            floor = ids.lowest_id_at(prefix, span[1])
+    made: list[tuple[str, str, str, str]] = []
+    moved = 0
+    for span in sorted(spans):
+        if _gaps(db, [span]) != [span]:
+            # A default row inside an existing range: only if someone attached partitions
+            # by hand to some of the four tables and not the others.
+            raise RuntimeError(f"a DEFAULT partition holds rows in the range {span} ms")
+        for table, key, prefix in TABLES:
+            name = partition_name(table, span[0])
+            low, high = ids.lowest_id_at(prefix, span[0]), ids.lowest_id_at(prefix, span[1])
+            db.execute(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS)")
+            moved += db.execute(
+                f"INSERT INTO {name} SELECT * FROM {table}_default WHERE {key} >= ? AND {key} < ?",
+                (low, high),
+            ).rowcount
+            _copy_indexes(db, table, name, name.removeprefix(table))
+            made.append((table, name, low, high))
+    for table, _, _ in TABLES:
+        db.execute(f"TRUNCATE {table}_default")
+    for table, name, low, high in made:
+        db.execute(
+            f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ('{low}') TO ('{high}')"
+        )
+    report.created.extend(name for _, name, _, _ in made)
+    report.moved_rows += moved
+    logger.info("moved %d rows from the DEFAULT partitions into %d new ranges", moved, len(spans))
+
+
+def _min_key(db: Db, table: str, key: str, floor: str) -> str | None:
+    value = db.scalar(f"SELECT MIN({key}) AS k FROM {table}_default WHERE {key} >= ?", (floor,))
+    return str(value) if value is not None else None
 
 
 def _create_range(db: Db, lo: int, hi: int, report: PartitionReport) -> None:
