@@ -28,7 +28,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -155,6 +155,20 @@ class Stream:
         self._sock.close()
 
 
+@pytest.fixture
+def open_stream() -> Iterator[Callable[[str, str], Stream]]:
+    """Opens streams, and closes them all when the test ends, however it ends."""
+    opened: list[Stream] = []
+
+    def open_one(url: str, key: str) -> Stream:
+        opened.append(Stream(url, key))
+        return opened[-1]
+
+    yield open_one
+    for stream in opened:
+        stream.close()
+
+
 def _ingest(api_urls: list[str], key: str, thread_no: int) -> tuple[set[str], int]:
     """One client's load: singles (a third with a key, some of those sent again through the
     other process) and batches. The ids acknowledged, and how many retries answered 200."""
@@ -208,6 +222,7 @@ def test_two_api_processes_and_two_workers_share_one_postgresql(
     tmp_path: Path,
     server_factory: type[ServerProcess],
     receiver: tuple[str, Receiver],
+    open_stream: Callable[[str, str], Stream],
 ) -> None:
     key = init_project(pg_url)["keys"]["live"]
     apis = []
@@ -226,7 +241,7 @@ def test_two_api_processes_and_two_workers_share_one_postgresql(
         assert created.status_code == 201, created.text
         consumer_id = created.json()["id"]
 
-        streams = [Stream(api.url, key) for api in apis]
+        streams = [open_stream(api.url, key) for api in apis]
         urls = [api.url for api in apis]
         with ThreadPoolExecutor(4) as pool:
             loads = list(pool.map(lambda n: _ingest(urls, key, n), range(4)))
@@ -290,6 +305,7 @@ def test_stream_shows_an_event_from_a_process_whose_clock_is_behind(
     tmp_path: Path,
     server_factory: type[ServerProcess],
     monkeypatch: pytest.MonkeyPatch,
+    open_stream: Callable[[str, str], Stream],
 ) -> None:
     """The event's id is 10 s old when it commits, far below the stream's 2 s window: only
     the commit's notification brings it to the stream."""
@@ -301,7 +317,7 @@ def test_stream_shows_an_event_from_a_process_whose_clock_is_behind(
     key = init_project(pg_url)["keys"]["live"]
     api = server_factory(pg_url, tmp_path / "api.log", worker=False)
     api.start()
-    stream = Stream(api.url, key)
+    stream = open_stream(api.url, key)
     skewed = _skewed_event_id(10_000)
     monkeypatch.setattr(event_writes, "new_id", lambda prefix: skewed)
 
@@ -324,7 +340,6 @@ def test_stream_shows_an_event_from_a_process_whose_clock_is_behind(
 
     assert asyncio.run(ingest_elsewhere()) == skewed
     assert not stream.wait_for({skewed}, within=5), "the stream missed the late event"
-    stream.close()
 
 
 class _SkewedClock:
