@@ -15,8 +15,13 @@ Each table also has a DEFAULT partition, for a row no range holds (a clock far o
 housekeeping stopped long enough for time to pass the ranges made ahead). Creating a range
 moves the default's rows that belong in it, in the same transaction, so creation never
 fails on them. The upgrade from 0007 copies the old rows into the defaults; the first
-`ensure_partitions` moves them out, one range per transaction, so they too are dropped by
-range when their time comes.
+`ensure_partitions` (at start-up) moves them all out into ranges of their own, in one
+transaction, so they too are dropped by range when their time comes.
+
+Ranges are made only ahead of now and where rows are: a year of events without retention
+is 52 ranges at the default 7 days. Every range adds to the statements that cannot tell
+their partitions before they run (a claim's search for due transactions, the newest page of
+events): bench/partitions.py measured them at 12, 60 and 400 ranges.
 
 Dropping a range locks its tables whole (ACCESS EXCLUSIVE on each parent), and making one
 locks the DEFAULT partitions so: briefly, but every query of the table queues behind a lock
