@@ -15,6 +15,7 @@ import logging
 from eventyard.delivery.notify import PgListener
 from eventyard.delivery.worker import DeliveryWorker
 from eventyard.services.container import Services, build_services
+from eventyard.services.housekeeping import Housekeeper
 from eventyard.settings import Settings
 from eventyard.store import Store
 
@@ -42,6 +43,8 @@ class Runtime:
             else None
         )
         self._worker_task: asyncio.Task[None] | None = None
+        self.housekeeper = Housekeeper(store, settings, self.services.clock)
+        self._housekeeping_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.services.notifier.bind(asyncio.get_running_loop())
@@ -52,8 +55,16 @@ class Runtime:
                 await self.services.live.check_clock()
         if self.worker is not None:
             self._worker_task = asyncio.create_task(self.worker.run())
+        if self.settings.housekeeping_seconds > 0:
+            self._housekeeping_task = asyncio.create_task(
+                self.housekeeper.run_forever(self.settings.housekeeping_seconds)
+            )
 
     async def stop(self) -> None:
+        if self._housekeeping_task is not None:
+            self._housekeeping_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping_task
         if self.worker is not None:
             await self.worker.stop()
         if self._worker_task is not None:

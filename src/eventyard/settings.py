@@ -41,6 +41,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be a whole number, 0 or more")
+    return value
+
+
 def _non_negative_float(raw: str) -> float:
     value = float(raw)
     if not value >= 0 or value == float("inf"):
@@ -308,6 +315,16 @@ SETTINGS: tuple[Setting, ...] = (
         "(the bucket's size), when limits are on.",
     ),
     Setting(
+        "housekeeping_seconds",
+        60,
+        _non_negative_int,
+        "How often `eventyard serve` and `eventyard worker` run a housekeeping pass: remove "
+        "events past their TTL or their project's retention (in batches, between other "
+        "writes), expired idempotency keys, and on PostgreSQL make partitions ahead and drop "
+        "old ones. One process at a time does it on PostgreSQL. 0 turns it off "
+        "(run `eventyard housekeep` from cron instead).",
+    ),
+    Setting(
         "partition_days",
         7,
         _positive_int,
@@ -359,6 +376,7 @@ class Settings:
     session_hours: int = 12
     rate_limit_per_second: float = 0.0
     rate_limit_burst: int = 100
+    housekeeping_seconds: int = 60
     partition_days: int = 7
 
     @property

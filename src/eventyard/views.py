@@ -77,6 +77,7 @@ def project_json(project: Project) -> dict[str, Any]:
         "id": project.id,
         "name": project.name,
         "mode": project.mode.value,
+        "retention_days": project.retention_days,
         "created_at": format_us(project.created_at),
     }
 

@@ -25,6 +25,8 @@ def json_body(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 _TIME = {"type": "string", "format": "date-time"}
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+# A project's retention, as services/projects.py checks it; null keeps events forever.
+_RETENTION_DAYS = {"type": ["integer", "null"], "minimum": 1, "maximum": 36_500}
 # A trigger id, as domain/slugs.py checks it.
 _TRIGGER_ID = {
     "type": "string",
@@ -312,14 +314,18 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "id": {"type": "string"},
             "name": {"type": "string"},
             "mode": {"type": "string", "enum": ["open", "strict"]},
+            "retention_days": _RETENTION_DAYS,
             "created_at": _TIME,
         },
     },
     "ProjectUpdate": {
         "type": "object",
-        "required": ["mode"],
+        "minProperties": 1,
         "additionalProperties": False,
-        "properties": {"mode": {"type": "string", "enum": ["open", "strict"]}},
+        "properties": {
+            "mode": {"type": "string", "enum": ["open", "strict"]},
+            "retention_days": _RETENTION_DAYS,
+        },
     },
     "Erasure": {
         "type": "object",

@@ -286,3 +286,19 @@ def users_set_password(email: str, password_stdin: bool, database_url: str | Non
     """Set a dashboard user's password; their open sessions are signed out."""
     user = _with_accounts(database_url, password_stdin, "set_password", email)
     click.echo(f"Set the password of {user.email}; their sessions are signed out.")
+
+
+@main.command()
+@DB_OPTION
+def housekeep(database_url: str | None) -> None:
+    """Run one housekeeping pass now and print its report as JSON: events past their TTL or
+    their project's retention removed, and on PostgreSQL partitions made and dropped (for
+    cron, with EVENTYARD_HOUSEKEEPING_SECONDS=0 on the servers)."""
+    from eventyard.clock import SystemClock
+    from eventyard.services.housekeeping import Housekeeper
+
+    settings = settings_from_env(database_url=database_url)
+    report = with_store(
+        settings, lambda store: Housekeeper(store, settings, SystemClock()).run_pass()
+    )
+    print_compact_json(report.as_json())

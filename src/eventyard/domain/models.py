@@ -34,6 +34,7 @@ class Project:
     name: str
     mode: ProjectMode
     created_at: int
+    retention_days: int | None = None  # events older than this (by receipt) are gone; None: kept
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,11 @@ from typing import Any
 import orjson
 
 from eventyard.clock import Clock
-from eventyard.domain.models import Event, Principal
+from eventyard.domain.models import Event, Principal, Project
+from eventyard.domain.retention import kept_from_us
 from eventyard.domain.timeparse import MAX_US, MIN_US
 from eventyard.errors import EventNotFound, InvalidCursor
+from eventyard.services.live import first_id_at
 from eventyard.store import Store
 from eventyard.store import events as event_sql
 from eventyard.store.event_rows import EVENT_COLUMNS
@@ -80,6 +82,19 @@ _COLUMNS = [c.strip() for c in EVENT_COLUMNS.split(",")]
 _TIMESTAMP, _ID = _COLUMNS.index("timestamp"), _COLUMNS.index("id")
 
 
+def kept_from_id(project: Project, now_us: int) -> str | None:
+    """The lowest event id the project's retention still shows (None: it keeps everything).
+    Ids carry their receipt time, so retention is one bound on the id (domain/retention.py)."""
+    kept = kept_from_us(project.retention_days, now_us)
+    return None if kept is None else first_id_at(kept // 1000)
+
+
+def visible(principal: Principal, query: EventQuery, now_us: int) -> EventQuery:
+    """`query`, bounded to the events the project's retention still shows."""
+    kept = kept_from_id(principal.project, now_us)
+    return query if kept is None else replace(query, kept_from_id=kept)
+
+
 class EventService:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
@@ -90,8 +105,12 @@ class EventService:
         event = await self._store.read(
             lambda db: event_sql.get_event(db, project_id, env, event_id)
         )
-        if event is None or (
-            event.expires_at is not None and event.expires_at <= self._clock.now_us()
+        now = self._clock.now_us()
+        kept = kept_from_id(principal.project, now)
+        if (
+            event is None
+            or (event.expires_at is not None and event.expires_at <= now)
+            or (kept is not None and event.id < kept)
         ):
             raise EventNotFound(f"No event {event_id!r} in this project and environment.")
         return event
@@ -100,7 +119,7 @@ class EventService:
         project_id, env = principal.project_id, principal.environment
         now = self._clock.now_us()
         # One more than asked tells whether another page exists.
-        probe = replace(query, limit=query.limit + 1)
+        probe = replace(visible(principal, query, now), limit=query.limit + 1)
         events = await self._store.read(
             lambda db: event_sql.query_events(db, project_id, env, probe, now)
         )
@@ -115,7 +134,7 @@ class EventService:
         project_id, env = principal.project_id, principal.environment
         now = self._clock.now_us()
         # One more than asked tells whether another page exists.
-        probe = replace(query, limit=query.limit + 1)
+        probe = replace(visible(principal, query, now), limit=query.limit + 1)
         rows = await self._store.read(
             lambda db: event_sql.query_event_rows(db, project_id, env, probe, now)
         )
@@ -129,6 +148,7 @@ class EventService:
         """A numbered page (`query.offset`, `query.limit`) and how many events match in all."""
         project_id, env = principal.project_id, principal.environment
         now = self._clock.now_us()
+        query = visible(principal, query, now)
         return await self._store.read(
             lambda db: (
                 event_sql.query_events(db, project_id, env, query, now),
@@ -139,10 +159,16 @@ class EventService:
     async def trigger_activity(self, principal: Principal) -> dict[str, tuple[int, int]]:
         """Per trigger id: its event count and latest event time, in this environment."""
         project_id, env = principal.project_id, principal.environment
-        return await self._store.read(lambda db: event_sql.trigger_activity(db, project_id, env))
+        now = self._clock.now_us()
+        kept = kept_from_id(principal.project, now)
+        return await self._store.read(
+            lambda db: event_sql.trigger_activity(db, project_id, env, now, kept)
+        )
 
     async def count_for_trigger(self, principal: Principal, trigger_id: str) -> int:
         project_id, env = principal.project_id, principal.environment
+        now = self._clock.now_us()
+        kept = kept_from_id(principal.project, now)
         return await self._store.read(
-            lambda db: event_sql.count_events(db, project_id, env, trigger_id)
+            lambda db: event_sql.count_events(db, project_id, env, trigger_id, now, kept)
         )

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from eventyard.clock import Clock
 from eventyard.delivery.notify import Notifier
 from eventyard.domain.models import Event, Principal
+from eventyard.domain.retention import kept_from_us
 from eventyard.errors import ServiceUnavailable
 from eventyard.ids import is_valid_id
 from eventyard.store import Store
@@ -202,6 +203,9 @@ class LiveFeed:
     ) -> list[Event]:
         project_id, env = principal.project_id, principal.environment
         now, limit = self._clock.now_us(), self.batch
+        kept = kept_from_us(principal.project.retention_days, now)
+        if kept is not None:  # a replay from an old Last-Event-ID: not past retention
+            after = max(after, first_id_at(kept // 1000))
         return await self._store.read(
             lambda db: events_after(
                 db,

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from eventyard import ids
 from eventyard.clock import Clock
 from eventyard.domain.models import Environment, Project, ProjectMode, Scope
-from eventyard.errors import ProjectExists, ProjectNotFound
+from eventyard.domain.retention import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
+from eventyard.errors import FieldError, ProjectExists, ProjectNotFound, ValidationFailed
 from eventyard.services.keys import hash_secret, new_key
 from eventyard.store import Store
 from eventyard.store import keys as key_sql
@@ -51,9 +52,53 @@ async def get_project_by_name(store: Store, name: str) -> Project:
     return project
 
 
-async def set_mode(store: Store, project_id: str, mode: ProjectMode) -> Project:
+class Keep:
+    """As a setting's new value in `update_project`: leave it as it is."""
+
+
+KEEP = Keep()
+
+
+def check_retention_days(value: object, path: str = "$.retention_days") -> int | None:
+    """A retention as given (whole days, or null for keeping events forever), checked."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not MIN_RETENTION_DAYS <= value <= MAX_RETENTION_DAYS
+        or value != int(value)
+    ):
+        raise ValidationFailed(
+            "The project update is not valid.",
+            errors=[
+                FieldError(
+                    path,
+                    f"must be a whole number of days from {MIN_RETENTION_DAYS} to "
+                    f"{MAX_RETENTION_DAYS}, or null to keep events forever; got {value!r}",
+                )
+            ],
+        )
+    return int(value)
+
+
+async def update_project(
+    store: Store,
+    project_id: str,
+    *,
+    mode: ProjectMode | Keep = KEEP,
+    retention_days: int | Keep | None = KEEP,
+) -> Project:
+    """Change the project's mode and/or retention (checked with `check_retention_days`) in
+    one write. A shorter retention hides the older events at once; housekeeping removes them."""
+    if not isinstance(retention_days, Keep):
+        retention_days = check_retention_days(retention_days)
+
     def op(db: Db) -> Project | None:
-        project_sql.set_project_mode(db, project_id, mode)
+        if not isinstance(mode, Keep):
+            project_sql.set_project_mode(db, project_id, mode)
+        if not isinstance(retention_days, Keep):
+            project_sql.set_project_retention(db, project_id, retention_days)
         return project_sql.get_project(db, project_id)
 
     project = await store.write(op)

@@ -19,6 +19,7 @@ from enum import StrEnum
 from eventyard.clock import Clock
 from eventyard.domain.models import Consumer, Principal
 from eventyard.errors import InvalidRequest
+from eventyard.services.events import kept_from_id
 from eventyard.store import Store
 from eventyard.store import consumers as consumer_sql
 from eventyard.store import stats as stats_sql
@@ -132,10 +133,18 @@ async def read_stats(store: Store, clock: Clock, principal: Principal, window: W
     start = (now // step) * step - (count - 1) * step
     since = now - count * step  # delivery outcomes: the window's full length back from now
     project_id, env = principal.project_id, principal.environment
+    kept = kept_from_id(principal.project, now)
 
     def read(db: Db) -> Stats:
         counts = stats_sql.event_counts(
-            db, project_id, env, start=start, bucket_us=step, buckets=count, now=now
+            db,
+            project_id,
+            env,
+            start=start,
+            bucket_us=step,
+            buckets=count,
+            now=now,
+            kept_from_id=kept,
         )
         series: dict[str, list[int]] = {}
         for row in counts:

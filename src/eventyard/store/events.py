@@ -46,6 +46,8 @@ class EventQuery:
     offset: int = 0  # rows to skip (page-numbered APIs); keyset `before` is cheaper
     consumer: str | None = None  # with consumer_state: filter on that consumer's transaction
     consumer_state: str | None = None  # a state, NO_TRANSACTION or NOT_TAKEN_UP
+    # The project's retention: events with lower ids (received before it) are gone.
+    kept_from_id: str | None = None
 
 
 def _where(
@@ -53,6 +55,10 @@ def _where(
 ) -> tuple[str, list[Any]]:
     where = ["project_id = ?", "environment = ?", "(expires_at IS NULL OR expires_at > ?)"]
     params: list[Any] = [project_id, environment.value, now]
+    if q.kept_from_id is not None:
+        # The id is the last column of every events index: checked in the index entry.
+        where.append("id >= ?")
+        params.append(q.kept_from_id)
     if q.trigger is not None:
         # With a user too, read the user's events (events_by_user) and check the trigger on
         # them: a user has few events next to a trigger's. PostgreSQL's statistics tell it
@@ -143,23 +149,55 @@ def count_matching(
     return int(db.scalar(f"SELECT COUNT(*) AS n FROM events WHERE {where}", params))
 
 
-def count_events(db: Db, project_id: str, environment: Environment, trigger_id: str) -> int:
-    return int(
+def count_events(
+    db: Db,
+    project_id: str,
+    environment: Environment,
+    trigger_id: str,
+    now: int,
+    kept_from_id: str | None = None,
+) -> int:
+    """How many events the trigger has that are neither expired nor past retention."""
+    kept = kept_from_id or ""
+    n = int(
         db.scalar(
             "SELECT COUNT(*) AS n FROM events"
-            " WHERE project_id = ? AND environment = ? AND trigger_id = ?",
-            (project_id, environment.value, trigger_id),
+            " WHERE project_id = ? AND environment = ? AND trigger_id = ? AND id >= ?",
+            (project_id, environment.value, trigger_id, kept),
         )
     )
+    return n - _expired_counts(db, project_id, environment, now, kept).get(trigger_id, 0)
 
 
 def trigger_activity(
-    db: Db, project_id: str, environment: Environment
+    db: Db, project_id: str, environment: Environment, now: int, kept_from_id: str | None = None
 ) -> dict[str, tuple[int, int]]:
-    """Per trigger id: how many events it has and the time of the latest (event time)."""
+    """Per trigger id: how many events it has and the time of the latest (event time),
+    leaving out events past retention and (in the counts) expired ones."""
+    kept = kept_from_id or ""
     rows = db.all(
         "SELECT trigger_id, COUNT(*) AS n, MAX(timestamp) AS last FROM events"
-        " WHERE project_id = ? AND environment = ? GROUP BY trigger_id",
-        (project_id, environment.value),
+        " WHERE project_id = ? AND environment = ? AND id >= ? GROUP BY trigger_id",
+        (project_id, environment.value, kept),
     )
-    return {r["trigger_id"]: (int(r["n"]), int(r["last"])) for r in rows}
+    expired = _expired_counts(db, project_id, environment, now, kept)
+    activity = {
+        r["trigger_id"]: (int(r["n"]) - expired.get(r["trigger_id"], 0), int(r["last"]))
+        for r in rows
+    }
+    return {trigger: counted for trigger, counted in activity.items() if counted[0] > 0}
+
+
+def _expired_counts(
+    db: Db, project_id: str, environment: Environment, now: int, kept_from_id: str
+) -> dict[str, int]:
+    """Per trigger id: its events past their TTL that housekeeping has not removed yet.
+    Counting them apart keeps the counts above on their covering indexes (an expiry check in
+    the count would read every event's row); these are few and found by `events_expiring`."""
+    rows = db.all(
+        "SELECT trigger_id, COUNT(*) AS n FROM events"
+        " WHERE expires_at IS NOT NULL AND expires_at <= ?"
+        " AND project_id = ? AND environment = ? AND id >= ? GROUP BY trigger_id",
+        (now, project_id, environment.value, kept_from_id),
+    )
+    return {r["trigger_id"]: int(r["n"]) for r in rows}

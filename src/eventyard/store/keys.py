@@ -46,7 +46,7 @@ def find_key_by_hash(db: Db, key_hash: str) -> tuple[ApiKey, Project, str] | Non
     """The key with this hash and its project, with the stored hash for a constant-time check."""
     row = db.one(
         f"SELECT {_KEY_COLUMNS}, k.hash, p.name AS project_name, p.mode AS project_mode,"
-        " p.created_at AS project_created_at"
+        " p.created_at AS project_created_at, p.retention_days AS project_retention_days"
         " FROM api_keys k JOIN projects p ON p.id = k.project_id WHERE k.hash = ?",
         (key_hash,),
     )
@@ -57,6 +57,7 @@ def find_key_by_hash(db: Db, key_hash: str) -> tuple[ApiKey, Project, str] | Non
         name=row["project_name"],
         mode=ProjectMode(row["project_mode"]),
         created_at=row["project_created_at"],
+        retention_days=row["project_retention_days"],
     )
     return _key(row), project, row["hash"]
 

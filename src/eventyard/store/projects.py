@@ -8,7 +8,11 @@ from eventyard.store.db import Db, Row
 
 def _project(row: Row) -> Project:
     return Project(
-        id=row["id"], name=row["name"], mode=ProjectMode(row["mode"]), created_at=row["created_at"]
+        id=row["id"],
+        name=row["name"],
+        mode=ProjectMode(row["mode"]),
+        created_at=row["created_at"],
+        retention_days=row["retention_days"],
     )
 
 
@@ -34,6 +38,16 @@ def get_project_by_name(db: Db, name: str) -> Project | None:
 
 def set_project_mode(db: Db, project_id: str, mode: ProjectMode) -> None:
     db.execute("UPDATE projects SET mode = ? WHERE id = ?", (mode.value, project_id))
+
+
+def set_project_retention(db: Db, project_id: str, days: int | None) -> None:
+    db.execute("UPDATE projects SET retention_days = ? WHERE id = ?", (days, project_id))
+
+
+def retentions(db: Db) -> dict[str, int | None]:
+    """Every project's retention in days (None: keeps its events forever), by project id."""
+    rows = db.all("SELECT id, retention_days FROM projects")
+    return {r["id"]: r["retention_days"] for r in rows}
 
 
 def list_projects(db: Db) -> list[Project]:

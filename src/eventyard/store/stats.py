@@ -35,19 +35,21 @@ def event_counts(
     bucket_us: int,
     buckets: int,
     now: int,
+    kept_from_id: str | None = None,
 ) -> list[BucketCount]:
     """Events per (trigger, bucket) with event time in [start, start + buckets * bucket_us).
 
-    Expired events are left out, as they are from event listings.
+    Expired events, and those past the project's retention (ids below `kept_from_id`), are
+    left out, as they are from event listings.
     """
     end = start + buckets * bucket_us
     rows = db.all(
         "SELECT trigger_id, (timestamp - CAST(? AS BIGINT)) / CAST(? AS BIGINT) AS bucket,"
         " COUNT(*) AS n FROM events"
         " WHERE project_id = ? AND environment = ? AND timestamp >= ? AND timestamp < ?"
-        " AND (expires_at IS NULL OR expires_at > ?)"
+        " AND (expires_at IS NULL OR expires_at > ?) AND id >= ?"
         " GROUP BY trigger_id, bucket",
-        (start, bucket_us, project_id, environment.value, start, end, now),
+        (start, bucket_us, project_id, environment.value, start, end, now, kept_from_id or ""),
     )
     return [BucketCount(r["trigger_id"], int(r["bucket"]), int(r["n"])) for r in rows]
 
