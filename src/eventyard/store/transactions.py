@@ -457,18 +457,21 @@ def record_attempts(db: Db, records: Sequence[AttemptRecord]) -> list[bool]:
 
 
 # One statement of fixed text for a whole batch (one array a column): the transactions still
-# pending are updated — the UPDATE re-checks each row's state under its lock — and only those
-# get their attempt and, when it ended them, their history row. One round trip.
+# pending (found by id and event id, within the events' span) are updated — the UPDATE
+# re-checks each row's state under its lock — and only those get their attempt and, when it
+# ended them, their history row. One round trip.
 _RECORD_POSTGRES = (
     "WITH v AS (SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::bigint[],"
-    " ?::bigint[], ?::bigint[], ?::bigint[], ?::text[], ?::text[])"
-    " AS v(id, attempt, outcome, next_at, at, status_code, duration_ms, excerpt, error)),"
+    " ?::bigint[], ?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::text[])"
+    " AS v(id, attempt, outcome, next_at, at, status_code, duration_ms, excerpt, error,"
+    " event_id)),"
     " done AS (UPDATE transactions t SET attempts = v.attempt,"
     " state = CASE WHEN v.outcome = 'pending' THEN t.state ELSE v.outcome END,"
     " schedule_index = t.schedule_index + CASE WHEN v.outcome = 'pending' THEN 1 ELSE 0 END,"
     " next_attempt_at = CASE WHEN v.outcome = 'pending' THEN v.next_at END,"
     " lease_expires_at = NULL, updated_at = v.at"
-    " FROM v WHERE t.id = v.id AND t.state = 'pending' RETURNING t.id),"
+    " FROM v WHERE t.id = v.id AND t.event_id = v.event_id AND t.event_id BETWEEN ? AND ?"
+    " AND t.state = 'pending' RETURNING t.id),"
     " attempts AS (INSERT INTO delivery_attempts (transaction_id, attempt, at, status_code,"
     " duration_ms, response_excerpt, error) SELECT v.id, v.attempt, v.at, v.status_code,"
     " v.duration_ms, v.excerpt, v.error FROM v JOIN done ON done.id = v.id),"
@@ -480,6 +483,7 @@ _RECORD_POSTGRES = (
 
 
 def _record_attempts_postgres(db: Db, records: Sequence[AttemptRecord]) -> list[bool]:
+    event_ids = [r.txn.event_id for r in records]
     columns = [
         [r.txn.id for r in records],
         [r.txn.attempts + 1 for r in records],
@@ -490,8 +494,12 @@ def _record_attempts_postgres(db: Db, records: Sequence[AttemptRecord]) -> list[
         [r.duration_ms for r in records],
         [r.response_excerpt for r in records],
         [r.error for r in records],
+        event_ids,
     ]
-    done = {row["id"] for row in db.all_planned_afresh(_RECORD_POSTGRES, columns)}
+    # The events' span, as values: the statement is planned over the partitions of these
+    # transactions only (store/partitions.py).
+    span = [min(event_ids), max(event_ids)]
+    done = {row["id"] for row in db.all_planned_afresh(_RECORD_POSTGRES, [*columns, *span])}
     return [r.txn.id in done for r in records]
 
 
