@@ -590,3 +590,71 @@ def consumers_resume(client: Client, as_json: bool, consumer_id: str) -> None:
         click.echo(f"Resumed {consumer['id']}: its pending transactions can be claimed again.")
     else:
         click.echo(f"Resumed {consumer['id']}: its backlog is being sent.")
+
+
+# -- the project -------------------------------------------------------------------------
+
+
+@main.group()
+def project() -> None:
+    """Show or change the key's project: its mode and how long it keeps events."""
+
+
+PROJECT_FIELDS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("mode", "mode"),
+    ("retention_days", "retention (days)"),
+    ("created_at", "created"),
+]
+
+
+def _print_project(project: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(project)
+        return
+    shown = {**project, "retention_days": project.get("retention_days") or "forever"}
+    print_record(shown, PROJECT_FIELDS)
+
+
+@project.command("show")
+@remote_options
+@with_client
+def project_show(client: Client, as_json: bool) -> None:
+    """Show the project: id, name, mode and retention."""
+    _print_project(client.project.get(), as_json)
+
+
+def _retention_days(value: str) -> int | None:
+    if value.strip().lower() == "forever":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a whole number of days or 'forever'") from None
+
+
+@project.command("set")
+@click.option(
+    "--mode", type=click.Choice(["open", "strict"]), help="open: unknown triggers are created."
+)
+@click.option(
+    "--retention-days",
+    metavar="DAYS|forever",
+    help="Keep events this many days after receipt (1 to 36500), or 'forever'. Older ones "
+    "disappear from reads at once and from disk at the next housekeeping pass.",
+)
+@remote_options
+@with_client
+def project_set(
+    client: Client, as_json: bool, mode: str | None, retention_days: str | None
+) -> None:
+    """Change the project's mode or retention (an admin key)."""
+    fields: dict[str, Any] = {}
+    if mode is not None:
+        fields["mode"] = mode
+    if retention_days is not None:
+        fields["retention_days"] = _retention_days(retention_days)
+    if not fields:
+        raise click.UsageError("nothing to change: give --mode or --retention-days")
+    _print_project(client.project.update(**fields), as_json)

@@ -42,7 +42,7 @@ from eventyard.store.partitions import housekeep_partitions
 logger = logging.getLogger("eventyard.housekeeping")
 
 BATCH = 500  # events a write: a few milliseconds of the writer's time
-_PG_LOCK_ID = 7_303_755_009
+LOCK_ID = 7_303_755_009  # the PostgreSQL advisory lock a pass holds
 
 
 @dataclass
@@ -218,7 +218,7 @@ async def _logged(work: Awaitable[HousekeepingReport]) -> None:
 def _try_lock(url: str) -> Db | None:
     db = connect(url, writer=True, role="eventyard-housekeeping")
     try:
-        got = bool(db.scalar("SELECT pg_try_advisory_lock(?) AS got", (_PG_LOCK_ID,)))
+        got = bool(db.scalar("SELECT pg_try_advisory_lock(?) AS got", (LOCK_ID,)))
         db.commit()
     except BaseException:
         db.close()
@@ -232,6 +232,6 @@ def _try_lock(url: str) -> Db | None:
 def _unlock(db: Db) -> None:
     with contextlib.suppress(Exception):  # closing the session releases the lock anyway
         db.rollback()
-        db.execute("SELECT pg_advisory_unlock(?)", (_PG_LOCK_ID,))
+        db.execute("SELECT pg_advisory_unlock(?)", (LOCK_ID,))
         db.commit()
     db.close()
