@@ -35,6 +35,7 @@ from tests.conftest import Api, empty_pg_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
 NOW_MS = time.time_ns() // 1_000_000
+OLD_MS = NOW_MS - 40 * DAY_MS
 
 
 @pytest.fixture
@@ -102,6 +103,11 @@ async def _consumer(api: Api) -> str:
     return str(made.json()["id"])
 
 
+async def _event_40_days_old(api: Api, db: Db) -> tuple[str, str]:
+    """(event id, transaction id) of an event received 40 days ago (no range holds it)."""
+    return _old_event(db, api.project_id, await _consumer(api), OLD_MS)
+
+
 def _count(db: Db, table: str, key: str, value: str) -> int:
     n = int(db.scalar(f"SELECT COUNT(*) AS n FROM {table} WHERE {key} = ?", (value,)))
     db.rollback()
@@ -158,9 +164,7 @@ async def test_new_events_and_what_hangs_off_them_land_in_todays_range(api: Api,
 async def test_dropping_a_range_drops_its_events_with_everything_hanging_off_them(
     api: Api, db: Db
 ) -> None:
-    consumer = await _consumer(api)
-    old_ms = NOW_MS - 40 * DAY_MS
-    old_event, old_txn = _old_event(db, api.project_id, consumer, old_ms)
+    old_event, old_txn = await _event_40_days_old(api, db)
     # No range holds 40 days ago: the rows wait in the DEFAULT partitions, readable.
     assert _where(db, "events", "id", old_event) == "events_default"
     assert (await api.get(f"/v1/events/{old_event}")).status_code == 200
@@ -170,7 +174,7 @@ async def test_dropping_a_range_drops_its_events_with_everything_hanging_off_the
     now_us = NOW_MS * 1000
     report = housekeep_partitions(db, now_us, now_us - 10 * DAY_MS * 1000)
 
-    old_range = range_of(old_ms, DEFAULT_PARTITION_DAYS)
+    old_range = range_of(OLD_MS, DEFAULT_PARTITION_DAYS)
     old_names = {partition_name(t, old_range[0]) for t, _, _ in TABLES}
     assert old_names <= set(report.created), report  # made, with the rows moved in...
     assert report.moved_rows == 4
@@ -196,12 +200,10 @@ async def test_dropping_a_range_drops_its_events_with_everything_hanging_off_the
 async def test_nothing_is_dropped_without_a_limit_nor_a_range_ending_after_it(
     api: Api, db: Db
 ) -> None:
-    consumer = await _consumer(api)
-    old_ms = NOW_MS - 40 * DAY_MS
-    old_event, _ = _old_event(db, api.project_id, consumer, old_ms)
+    old_event, _ = await _event_40_days_old(api, db)
     now_us = NOW_MS * 1000
     assert housekeep_partitions(db, now_us, None).dropped == []
-    end = range_of(old_ms, DEFAULT_PARTITION_DAYS)[1]
+    end = range_of(OLD_MS, DEFAULT_PARTITION_DAYS)[1]
     # A limit inside the range: part of it is to be kept, so all of it is.
     assert housekeep_partitions(db, now_us, (end - 1) * 1000).dropped == []
     assert (await api.get(f"/v1/events/{old_event}")).status_code == 200
@@ -358,9 +360,7 @@ def test_an_old_database_upgrades_keeping_every_row(empty_pg: str) -> None:
 async def test_a_busy_table_makes_a_pass_give_up_and_the_next_one_drop(
     api: Api, db: Db, store_url: str
 ) -> None:
-    consumer = await _consumer(api)
-    old_ms = NOW_MS - 40 * DAY_MS
-    old_event, _ = _old_event(db, api.project_id, consumer, old_ms)
+    old_event, _ = await _event_40_days_old(api, db)
     now_us = NOW_MS * 1000
     housekeep_partitions(db, now_us, None)  # its range is made
     keep_after_us = now_us - 10 * DAY_MS * 1000
