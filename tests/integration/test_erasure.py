@@ -277,3 +277,20 @@ async def test_listing_erasures_refuses_bad_paging_and_keys_without_the_delete_s
     assert forbidden.status_code == 403, forbidden.text
     deleter = await ok(await api.post("/v1/keys", {"scopes": ["delete"]}))
     assert (await api.get("/v1/erasures", key=deleter["key"])).status_code == 200
+
+
+async def test_events_hidden_by_retention_are_erased_from_disk(world: World, store: Store) -> None:
+    api = world.api
+    for n in range(2):
+        await ok(await api.send("signup", VICTIM, payload={"note": MARK, "n": n}))
+    await ok(await api.send("signup", KEEPER, payload={"note": KEEP_MARK}))
+    patched = await api.client.patch("/v1/project", json={"retention_days": 1}, headers=api.auth())
+    await ok(patched, 200)
+    world.frozen.advance(2 * 86_400)  # past retention: hidden at once, on disk until housekeeping
+    assert (await ok(await api.get("/v1/events"), 200))["data"] == []
+    assert "events.payload" in await store.read(scan([VICTIM, MARK]))
+
+    erased = await ok(await api.client.delete(f"/v1/users/{VICTIM}", headers=api.auth()), 200)
+    assert erased["deleted"]["events"] == 2
+    assert await store.read(scan([VICTIM, MARK])) == {}
+    assert set(await store.read(scan([KEEPER, KEEP_MARK]))) >= {"events.payload"}
