@@ -150,6 +150,23 @@ def test_backup_refuses_to_overwrite_a_file_unless_forced(tmp_path: Path) -> Non
         assert db.execute("SELECT COUNT(*) FROM projects").fetchone() == (1,)
 
 
+def test_backup_refuses_the_database_itself_even_forced(tmp_path: Path) -> None:
+    """A backup renamed over the live file would leave the server writing to a deleted
+    file; a mix-up of arguments must not destroy the database."""
+    live = tmp_path / "live.db"
+    url = f"sqlite:///{live}"
+    init_project(url)
+    before = live.read_bytes()
+    for target in (live, tmp_path / "live.db-wal", tmp_path / "sub" / ".." / "live.db"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        done = run_cli("backup", str(target), "--force", database_url=url)
+        assert done.returncode != 0, target
+        assert "is the database being backed up" in done.stderr
+    assert live.read_bytes() == before
+    with sqlite3.connect(live) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
 def test_backup_of_a_missing_sqlite_database_says_so(tmp_path: Path) -> None:
     done = run_cli(
         "backup", str(tmp_path / "b.db"), database_url=f"sqlite:///{tmp_path / 'none.db'}"

@@ -78,6 +78,7 @@ def _finish(partial: Path, file: Path) -> None:
 def _backup_sqlite(path: str, file: Path) -> int:
     if not Path(path).is_file():
         raise click.ClickException(f"no SQLite database at {path}")
+    _refuse_own_files(Path(path), file)
     partial = _temporary(file)
     try:
         source = sqlite3.connect(path, timeout=10.0)
@@ -102,6 +103,23 @@ def _backup_sqlite(path: str, file: Path) -> int:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     return events
+
+
+def _refuse_own_files(database: Path, file: Path) -> None:
+    """FILE must not be the database or its -wal/-shm: renaming a copy over the file a
+    server is writing to leaves the server on a deleted file, and a later checkpoint
+    corrupts the one on disk. Refused even with --force."""
+    own = [database, Path(f"{database}-wal"), Path(f"{database}-shm"), Path(f"{database}-journal")]
+    target = file.resolve()
+    for path in own:
+        same = path.resolve() == target or (
+            path.exists() and file.exists() and os.path.samefile(path, file)
+        )
+        if same:
+            raise click.ClickException(
+                f"{file} is the database being backed up ({path.name}); "
+                "write the backup to another file."
+            )
 
 
 def pg_dump_commands(url: str) -> str:
