@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 
 from eventyard.delivery.notify import PgListener
 from eventyard.delivery.worker import DeliveryWorker
@@ -76,8 +77,18 @@ class Runtime:
         self.store.close()
 
     async def run_worker_forever(self) -> None:
+        """Deliver until SIGTERM or SIGINT; then stop as `stop` does: attempts in flight
+        finish and are recorded (within the worker's grace), queued ones are handed back.
+        Without the handlers SIGTERM (`systemctl stop`) ended the process at once, and
+        every webhook it was sending was sent again by the next worker."""
         await self.start()
+        asked = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows
+                loop.add_signal_handler(sig, asked.set)
         try:
-            await asyncio.Event().wait()
+            await asked.wait()
+            logger.info("stopping: finishing the deliveries in flight")
         finally:
             await self.stop()
