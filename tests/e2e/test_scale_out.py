@@ -496,6 +496,52 @@ def test_a_process_that_dies_is_started_again_on_the_same_port(tmp_path: Path) -
     assert not _children(proc.pid)
 
 
+_STUCK_SERVER = """
+import os, signal, sys, time
+from eventyard.cli.prefork import Supervisor, bind_socket
+
+def stuck(index, sock):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as a child hung in its shutdown
+    os.write(1, b"ready\\n")
+    time.sleep(120)
+
+sock = bind_socket("127.0.0.1", int(sys.argv[1]))
+sys.exit(Supervisor(2, sock, stuck, start_grace=0.0, stop_grace=1.0).run())
+"""
+
+
+def test_children_that_hang_on_sigterm_are_killed_after_the_stop_grace() -> None:
+    """SIGTERM to the parent while its children ignore it: after the grace (1 s here) the
+    parent kills them and exits, rather than waiting for ever."""
+    children: list[int] = []
+    with subprocess.Popen(
+        [sys.executable, "-c", _STUCK_SERVER, str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            for _ in range(2):
+                assert proc.stdout.readline() == "ready\n"
+            children = _children(proc.pid)
+            assert len(children) == 2
+            stopped = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            _, logged = proc.communicate(timeout=10)
+            took = time.monotonic() - stopped
+        finally:
+            if proc.poll() is None:  # it waits for ever: clean up before failing
+                for child in _children(proc.pid):
+                    os.kill(child, signal.SIGKILL)
+                proc.kill()
+    assert proc.returncode == 0
+    assert 1.0 <= took < 5.0, took
+    assert "2 server processes still running 1 s after SIGTERM; killing them" in logged
+    for child in children:
+        assert not Path(f"/proc/{child}").exists(), f"child {child} outlived its parent"
+
+
 def _children(pid: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
     return [int(p) for p in found.stdout.split()]

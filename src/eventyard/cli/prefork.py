@@ -13,7 +13,9 @@ with more (leases, `FOR UPDATE SKIP LOCKED`), and `eventyard worker` adds worker
 delivery is wanted.
 
 SIGTERM or SIGINT to the parent stops every child gracefully (SIGTERM to each; those still
-running after `STOP_GRACE_S` are killed) and the parent exits when they all have. The
+running after `STOP_GRACE_S` are killed) and the parent exits when they all have. The kill
+is armed as a timer (SIGALRM) when the stop begins, so it comes even while the parent blocks
+in `waitpid` for children that never exit on their own. The
 children run in a process group of their own, so a terminal's Ctrl-C reaches the parent
 only and each child hears one signal. A child that dies while the others serve is logged
 with its exit status and started again; one that dies within `START_GRACE_S` of its start
@@ -58,11 +60,13 @@ class Supervisor:
         run_child: Callable[..., None],
         *,
         start_grace: float = START_GRACE_S,
+        stop_grace: float | None = None,
     ):
         self._processes = processes
         self._sock = sock  # kept open here too: a child started again inherits it
         self._run_child = run_child
         self._start_grace = start_grace
+        self._stop_grace = STOP_GRACE_S if stop_grace is None else stop_grace
         self._children: dict[int, tuple[int, float]] = {}  # pid -> (index, started at)
         self._stopping = False
         self.failed = False
@@ -91,9 +95,23 @@ class Supervisor:
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         if not self._stopping:
             logger.info("stopping %d server processes", len(self._children))
-        self._stopping = True
+            self._stopping = True
+            # A signal handler runs while `run` blocks in waitpid (which then resumes), so
+            # the escalation is a timer of its own rather than a step of the loop.
+            signal.signal(signal.SIGALRM, self._kill)
+            signal.setitimer(signal.ITIMER_REAL, self._stop_grace)
         for pid in self._children:
             _signal(pid, signal.SIGTERM)
+
+    def _kill(self, signum: int, frame: FrameType | None) -> None:
+        if self._children:
+            logger.warning(
+                "%d server processes still running %.0f s after SIGTERM; killing them",
+                len(self._children),
+                self._stop_grace,
+            )
+        for pid in self._children:
+            _signal(pid, signal.SIGKILL)
 
     def run(self) -> int:
         """Serve until stopped; the exit code: 0, or 1 when a child failed at start."""
@@ -101,16 +119,8 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._stop)
         for index in range(self._processes):
             self._fork(index)
-        killed_at: float | None = None
         while self._children:
-            if self._stopping and killed_at is None:
-                killed_at = time.monotonic() + STOP_GRACE_S
-            pid, status = _wait(killed_at)
-            if pid == 0:  # the grace period is over: kill the rest
-                for rest in self._children:
-                    _signal(rest, signal.SIGKILL)
-                killed_at = time.monotonic() + STOP_GRACE_S
-                continue
+            pid, status = os.waitpid(-1, 0)
             index, started = self._children.pop(pid)
             if self._stopping:
                 continue
@@ -122,19 +132,9 @@ class Supervisor:
                 continue
             logger.error("server process %d (pid %d) %s; starting it again", index, pid, how)
             self._fork(index)
+        signal.setitimer(signal.ITIMER_REAL, 0)  # all ended: no kill is due
         self._sock.close()
         return 1 if self.failed else 0
-
-
-def _wait(until: float | None) -> tuple[int, int]:
-    """The next child to end; (0, 0) once `until` (monotonic) has passed first."""
-    if until is None:
-        return os.waitpid(-1, 0)
-    while True:
-        pid, status = os.waitpid(-1, os.WNOHANG)
-        if pid != 0 or time.monotonic() >= until:
-            return pid, status
-        time.sleep(0.05)
 
 
 def _signal(pid: int, signum: int) -> None:
