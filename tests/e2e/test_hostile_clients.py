@@ -432,6 +432,27 @@ def test_an_endless_header_is_refused_431_with_flat_memory(server: Server) -> No
     _assert_cut_off_with_flat_memory(sender, growth, within=3)  # at once: nothing to linger for
 
 
+def test_a_header_past_the_limit_is_refused_431_when_it_arrives_whole(tmp_path: Path) -> None:
+    """The head is measured the same whether it trickles in or comes in one piece (before,
+    a head that arrived whole was parsed before it was measured, and passed)."""
+    for server in _start(tmp_path, {"EVENTYARD_MAX_HEADER_BYTES": "1000"}):
+        for size, expected in ((600, 200), (1500, 431), (50_000, 431)):
+            sock = server.connect()
+            try:
+                sock.sendall(
+                    b"GET /healthz HTTP/1.1\r\nHost: eventyard.test\r\n"
+                    + b"X-Big: "
+                    + b"a" * size
+                    + b"\r\nConnection: close\r\n\r\n"
+                )
+                answer = read_answer(sock)
+            finally:
+                sock.close()
+            assert answer.status == expected, (size, answer.status)
+            if expected == 431:
+                assert "1,000 bytes" in answer.json()["message"]
+
+
 # --- many idle connections ---------------------------------------------------------------------
 
 IDLE = 600

@@ -62,20 +62,23 @@ class DeadlineProtocol(HttpToolsProtocol):
         if self._lingering:  # the answer is out; the rest of the body is dropped unparsed
             return
         if not self._body_outstanding():
-            self._head_bytes += len(data)
+            # Counted before parsing, up to the end of the head when it is in this piece:
+            # a head that arrives whole is measured as one that trickles in.
+            self._head_bytes += _head_part(data)
+            if self._head_bytes > self.max_header_bytes:
+                self._disarm()
+                self._refuse(
+                    431,
+                    "headers_too_large",
+                    "Request header fields too large",
+                    f"The request's line and headers are more than {self.max_header_bytes:,} "
+                    "bytes; the limit is EVENTYARD_MAX_HEADER_BYTES. The connection is closed.",
+                )
+                return
         super().data_received(data)
         if self.transport.is_closing():
             return
-        if self._reading_headers and self._head_bytes > self.max_header_bytes:
-            self._disarm()
-            self._refuse(
-                431,
-                "headers_too_large",
-                "Request header fields too large",
-                f"The request's line and headers are more than {self.max_header_bytes:,} "
-                "bytes; the limit is EVENTYARD_MAX_HEADER_BYTES. The connection is closed.",
-            )
-        elif self._deadline is not None:
+        if self._deadline is not None:
             return
         elif self._reading_headers:  # a later request on the connection has begun
             self._arm(self.header_timeout, self._headers_late)
@@ -213,6 +216,14 @@ class DeadlineProtocol(HttpToolsProtocol):
         )
         self.transport.write(STATUS_LINE[status] + head.encode("latin-1") + body)
         self.transport.close()
+
+
+def _head_part(data: bytes) -> int:
+    """How many bytes of `data` belong to a request's head: up to its blank line (CRLF or,
+    as the parser also takes, bare LF line ends), or all of it when the head goes on."""
+    ends = [i + 4 for i in (data.find(b"\r\n\r\n"),) if i >= 0]
+    ends += [i + 2 for i in (data.find(b"\n\n"),) if i >= 0]
+    return min(ends) if ends else len(data)
 
 
 def _seconds(value: float) -> str:
