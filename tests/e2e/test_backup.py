@@ -234,6 +234,6 @@ def test_without_pg_dump_the_backup_says_how_to_run_it_postgres(
         check=False,
     )
     assert done.returncode != 0
-    assert "pg_dump --format=custom" in done.stderr
+    assert f"pg_dump --format=custom --file='{tmp_path / 'x.dump'}'" in done.stderr
     assert "pg_restore" in done.stderr
     assert not (tmp_path / "x.dump").exists()

@@ -122,11 +122,11 @@ def _refuse_own_files(database: Path, file: Path) -> None:
             )
 
 
-def pg_dump_commands(url: str) -> str:
+def pg_dump_commands(url: str, file: Path | str = "eventyard.dump") -> str:
     safe = make_conninfo("", **{k: v for k, v in conninfo_to_dict(url).items() if k != "password"})
     return (
-        f"  pg_dump --format=custom --file=eventyard.dump '{safe}'\n"
-        "  createdb NEW_DB && pg_restore --dbname=NEW_DB --no-owner eventyard.dump"
+        f"  pg_dump --format=custom --file='{file}' '{safe}'\n"
+        f"  createdb NEW_DB && pg_restore --dbname=NEW_DB --no-owner '{file}'"
     )
 
 
@@ -135,7 +135,7 @@ def _backup_postgres(url: str, file: Path) -> None:
     if pg_dump is None:
         raise click.ClickException(
             "pg_dump is not on PATH. Back up PostgreSQL with its own tools "
-            "(see docs/deploy.md, 'Backup and restore'):\n" + pg_dump_commands(url)
+            "(see docs/deploy.md, 'Backup and restore'):\n" + pg_dump_commands(url, file)
         )
     params = conninfo_to_dict(url)
     env = dict(os.environ)

@@ -10,8 +10,8 @@ import click
 def main() -> None:
     """eventyard: a self-hosted event trigger and tracking server.
 
-    Server commands (serve, worker, migrate, init, users, backup) work on the database
-    directly.
+    Server commands (serve, worker, migrate, init, users, housekeep, backup, settings, and
+    keys create --project) work on the database directly.
     The others talk to a running server over its API: give --url and --key, or set
     EVENTYARD_URL and EVENTYARD_KEY.
     """

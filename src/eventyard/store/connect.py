@@ -110,6 +110,9 @@ def _connect_sqlite(path: str, *, writer: bool) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
+    # Deleted content is overwritten, not left in free pages (and so in backups): an
+    # erasure or expiry removes the payload from the file, whatever SQLite's build default.
+    conn.execute("PRAGMA secure_delete = ON")
     if not writer:
         conn.execute("PRAGMA query_only = ON")
     return conn
