@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from eventyard import ids
 from eventyard.settings import Settings
 from eventyard.store import Store, open_store
 from eventyard.store.connect import connect
-from eventyard.store.status import backlog_sql
+from eventyard.store.status import backlog_sql, first_attempt_lags, first_attempts_sql
 from tests.integration.delivery_fixtures import World, open_world, worker_running
 from tests.receiver import Receiver, Reply
 
@@ -281,4 +284,91 @@ def test_the_backlog_query_reads_open_transactions_only_on_sqlite(tmp_path: Path
             assert "transactions_due" not in plan, plan
         db.close()
     finally:
+        store.close()
+
+
+def test_the_first_attempt_query_starts_from_the_consumers_transactions_on_sqlite(
+    tmp_path: Path,
+) -> None:
+    """The lag sample walks one consumer's transactions ((consumer_id, event_id)) and reads
+    their attempts by transaction id, never the window's attempts of every project."""
+    store = open_store(f"sqlite:///{tmp_path}/plan.db")
+    try:
+        db = connect(store.url, writer=False)
+        sql = first_attempts_sql(db)
+        rows = db.all("EXPLAIN QUERY PLAN " + sql, ["con_x", "evt_0", 1, 1])
+        plan = [str(row[3]) for row in rows]
+        assert plan[0].startswith("SEARCH t USING INDEX sqlite_autoindex_transactions"), plan
+        assert "(consumer_id=? AND event_id>?)" in plan[0], plan
+        assert plan[1] == "SEARCH a USING INDEX delivery_attempts_txn (transaction_id=?)", plan
+        db.close()
+    finally:
+        store.close()
+
+
+def _rows_read(node: dict[str, Any], prefix: str) -> int:
+    """Rows a plan's scans of `prefix…` tables returned or threw away, over all loops."""
+    own = 0
+    if str(node.get("Relation Name", "")).startswith(prefix):
+        loops = int(node.get("Actual Loops", 1))
+        kept = int(node["Actual Rows"]) + int(node.get("Rows Removed by Filter", 0))
+        own = (kept + int(node.get("Rows Removed by Index Recheck", 0))) * loops
+    return own + sum(_rows_read(child, prefix) for child in node.get("Plans", []))
+
+
+@pytest.mark.postgres
+def test_the_lag_sample_reads_none_of_another_projects_attempts_on_postgres(
+    pg_url: str,
+) -> None:
+    """A small project on a busy server: its status reads its own transactions and their
+    attempts, not the other project's 2,999 first attempts of the same minute."""
+    store = open_store(pg_url)
+    db = connect(store.url, writer=True)
+    try:
+        now_ms = time.time_ns() // 1_000_000
+        events, txns, attempts = [], [], []
+        for i in range(3003):
+            ms = now_ms - 60_000 + i
+            project = "prj_mine" if i % 1000 == 0 else "prj_busy"
+            event, txn = ids.new_id_at("evt", ms), ids.new_id_at("txn", ms)
+            events.append((event, project, "live", "t", "u", "{}", ms * 1000, ms * 1000, "api"))
+            txns.append((txn, project, "live", f"con_{project}", event, "finished", 1,
+                         ms * 1000, ms * 1000 + 2_000_000))  # fmt: skip
+            attempts.append((txn, 1, ms * 1000 + 2_000_000, 200, 5))
+        db.begin()
+        with db.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO events (id, project_id, environment, trigger_id, user_id,"
+                " payload, timestamp, received_at, source)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                events,
+            )
+            cur.executemany(
+                "INSERT INTO transactions (id, project_id, environment, consumer_id, event_id,"
+                " state, attempts, created_at, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                txns,
+            )
+            cur.executemany(
+                "INSERT INTO delivery_attempts (transaction_id, attempt, at, status_code,"
+                " duration_ms) VALUES (%s, %s, %s, %s, %s)",
+                attempts,
+            )
+        db.commit()
+        db.conn.execute("ANALYZE")
+        db.commit()
+        since = (now_ms - 15 * 60_000) * 1000
+        floor = ids.lowest_id_at("evt", now_ms - 60 * 60_000)
+        lags = first_attempt_lags(db, ["con_prj_mine"], since, floor)
+        assert lags == {"con_prj_mine": [2_000_000] * 4}
+        sql = first_attempts_sql(db).replace("?", "%s")
+        params = ("con_prj_mine", floor, since, since)
+        explained = db.conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params).fetchone()
+        db.rollback()
+        assert explained is not None
+        plan = next(iter(explained.values()))[0]["Plan"]
+        assert _rows_read(plan, "transactions") <= 4, plan
+        assert _rows_read(plan, "delivery_attempts") <= 4, plan
+    finally:
+        db.close()
         store.close()

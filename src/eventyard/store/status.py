@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from eventyard.domain.models import Environment
 from eventyard.store.db import Db
 
-LAG_SAMPLE = 5000  # first attempts read at most, newest first, for the lag percentiles
+LAG_SAMPLE = 5000  # first attempts read at most a consumer, for the lag percentiles
 
 _BACKLOG = (
     "SELECT consumer_id, COUNT(*) AS open,"
@@ -93,22 +93,41 @@ def oldest_open(
     return OldestOpen(row["id"], row["event_id"], row["state"], int(row["created_at"]))
 
 
+def first_attempts_sql(db: Db) -> str:
+    """One consumer's first-attempt lags (µs), newest event first; parameters: the consumer,
+    the lowest event id, then `since` twice (the transaction's last change, the attempt)."""
+    # Unary `+` (SQLite only) keeps its planner from starting at the window's attempts
+    # (delivery_attempts_at), which are every project's.
+    plus = "+" if db.backend == "sqlite" else ""
+    return (
+        "SELECT a.at - t.created_at AS lag"
+        " FROM transactions t JOIN delivery_attempts a ON a.transaction_id = t.id"
+        " WHERE t.consumer_id = ? AND t.event_id >= ? AND t.updated_at >= ?"
+        f" AND a.attempt = 1 AND {plus}a.at >= ?"
+        f" ORDER BY t.event_id DESC LIMIT {LAG_SAMPLE}"
+    )
+
+
 def first_attempt_lags(
-    db: Db, project_id: str, environment: Environment, since: int
+    db: Db, consumer_ids: list[str], since: int, event_floor: str
 ) -> dict[str, list[int]]:
     """Per consumer, µs from each transaction's creation to the end of its first webhook
-    attempt, for first attempts made since `since`: the newest LAG_SAMPLE at most."""
-    # Walk the attempts newest first by their time (delivery_attempts_at); unary `+` keeps
-    # SQLite's planner from starting at the project's transactions instead.
-    plus = "+" if db.backend == "sqlite" else ""
-    rows = db.all(
-        "SELECT t.consumer_id AS consumer_id, a.at - t.created_at AS lag"
-        " FROM delivery_attempts a JOIN transactions t ON t.id = a.transaction_id"
-        f" WHERE a.at >= ? AND a.attempt = 1 AND {plus}t.project_id = ?"
-        f" AND {plus}t.environment = ? ORDER BY a.at DESC LIMIT {LAG_SAMPLE}",
-        (since, project_id, environment.value),
-    )
+    attempt, for first attempts made since `since` to transactions of events from
+    `event_floor` on: the newest LAG_SAMPLE at most, newest event first.
+
+    Each consumer's walk starts from its own transactions (their `(consumer_id, event_id)`
+    key, down to `event_floor`) and reads a transaction's attempts by its id (the attempts'
+    key, and on PostgreSQL their partition key), so its cost follows what that consumer
+    received since `event_floor`, not what every project delivered. A transaction not
+    changed since `since` had no attempt since then, so its attempts are not read. Nothing
+    indexes transactions by when they were delivered, so the floor is on the event: a
+    first attempt to a transaction of an older event (a replay, or a backlog older than
+    the floor) is not in the sample.
+    """
+    sql = first_attempts_sql(db)
     lags: dict[str, list[int]] = {}
-    for row in rows:
-        lags.setdefault(row["consumer_id"], []).append(max(0, int(row["lag"])))
+    for consumer_id in consumer_ids:
+        rows = db.all(sql, (consumer_id, event_floor, since, since))
+        if rows:
+            lags[consumer_id] = [max(0, int(row["lag"])) for row in rows]
     return lags
