@@ -12,14 +12,16 @@ from collections import Counter
 
 from eventyard.metrics import Histogram, header
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# A webhook attempt's seconds, up to a long timeout (30 s); not `metrics.LATENCY_BUCKETS`
+# (requests and commits), which stops at 10 s.
+WEBHOOK_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 OUTCOMES = ("success", "retry", "failed", "blocked")
 
 
 class DeliveryMetrics:
     def __init__(self) -> None:
         self.outcomes: Counter[str] = Counter()
-        self.latency = Histogram(LATENCY_BUCKETS)
+        self.latency = Histogram(WEBHOOK_LATENCY_BUCKETS)
 
     def observe(self, outcome: str, duration_seconds: float) -> None:
         """Count one attempt: outcome is `success`, `retry`, `failed` or `blocked`."""
