@@ -12,6 +12,7 @@ holds nothing of what it erased.
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -22,6 +23,7 @@ import pytest
 from eventyard.services.users import erase_user
 from eventyard.settings import Settings
 from eventyard.store import Store
+from eventyard.store.connect import connect
 from eventyard.store.db import Db
 from eventyard.store.partitions import ensure_partitions
 from tests.conftest import Api
@@ -148,7 +150,8 @@ async def test_an_erased_user_leaves_no_row_behind_anywhere(world: World, store:
     # On PostgreSQL, time partitions as housekeeping makes them: the rows go to a range
     # partition (`events_p…`), not the DEFAULT one.
     now_ms = world.clock.now_us() // 1000
-    await store.write(lambda db: ensure_partitions(db, now_ms))
+    with contextlib.closing(connect(store.url, writer=True)) as db:  # a connection of its own
+        ensure_partitions(db, now_ms)
     async with Receiver() as receiver:
         hook = await world.hook(receiver.url("/hook"))
         puller = await ok(await api.post("/v1/consumers", {"name": "puller", "kind": "pull"}))

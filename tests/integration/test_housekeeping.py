@@ -246,3 +246,35 @@ async def test_eventyard_housekeep_runs_a_pass_and_prints_its_report(
     assert report["expired_events"] == 1
     assert report["removed"]["events"] == 1
     assert (await on_disk(world, brief))["events"] == 0
+
+
+@pytest.mark.parametrize(
+    "store_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_a_retention_lifted_during_a_pass_keeps_the_old_partition(
+    world: World, store_url: str
+) -> None:
+    """The pass reads a one-day retention as it starts; the retention is lifted (forever)
+    before the pass drops anything: the drop reads it again, waiting for the change to
+    commit, and drops nothing."""
+    api, other = world.api, world.other
+    days = world.services.settings.partition_days
+    old = await send(api)
+    world.clock.advance((days + 2) * DAY)
+    await housekeeper(world).run_pass()  # ranges ahead of now
+    await set_retention(api, 1)
+    await set_retention(other, 1)
+    with psycopg.connect(store_url) as admin:  # as a PATCH's transaction, held open
+        admin.execute("UPDATE projects SET retention_days = NULL WHERE id = %s", (api.project_id,))
+        running = asyncio.create_task(housekeeper(world).run_pass())
+        waiting = "SELECT 1 FROM pg_locks WHERE relation = 'projects'::regclass AND NOT granted"
+        with psycopg.connect(store_url, autocommit=True) as look:
+            for _ in range(300):  # until the drop waits for the change (3 s at most)
+                if look.execute(waiting).fetchone() or running.done():
+                    break
+                await asyncio.sleep(0.01)
+        admin.commit()
+        report = await running
+    assert report.partitions_dropped == []
+    assert (await on_disk(world, old))["events"] == 1
+    assert await shows(api, old)

@@ -9,7 +9,11 @@ made, and making that range moves it rather than fail.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -240,6 +244,7 @@ async def test_a_range_is_made_even_when_the_default_holds_a_row_in_it(api: Api,
 
 def test_a_new_interval_fills_the_gaps_and_keeps_the_ranges_there(db: Db) -> None:
     before = list_partitions(db)
+    db.rollback()  # partitions change on a connection with no transaction open
     last_end = max(p.end_ms for p in before)
     report = housekeep_partitions(db, last_end * 1000, None, days=1)
     after = list_partitions(db)
@@ -262,19 +267,22 @@ def _rows(db: Db) -> dict[str, list[tuple[object, ...]]]:
     return out
 
 
+def _project_and_consumer(db: Db) -> None:
+    """Project prj_a with pull consumer con_a, in a database at 0007."""
+    db.begin()
+    db.execute("INSERT INTO projects (id, name, mode, created_at) VALUES ('prj_a', 'a', 'open', 1)")
+    db.execute(
+        "INSERT INTO consumers (id, project_id, environment, name, kind, state, created_at,"
+        " updated_at) VALUES ('con_a', 'prj_a', 'test', 'c', 'pull', 'active', 1, 1)"
+    )
+    db.commit()
+
+
 def test_an_old_database_upgrades_keeping_every_row(empty_pg: str) -> None:
     db = connect(empty_pg, writer=True)
     try:
         assert [m.version for m in migrations.migrate(db, upto=7)] == list(range(1, 8))
-        db.begin()
-        db.execute(
-            "INSERT INTO projects (id, name, mode, created_at) VALUES ('prj_a', 'a', 'open', 1)"
-        )
-        db.execute(
-            "INSERT INTO consumers (id, project_id, environment, name, kind, state, created_at,"
-            " updated_at) VALUES ('con_a', 'prj_a', 'test', 'c', 'pull', 'active', 1, 1)"
-        )
-        db.commit()
+        _project_and_consumer(db)
         made = []
         for days_ago in (400, 40, 3, 0):
             ms = NOW_MS - days_ago * DAY_MS
@@ -378,3 +386,169 @@ async def test_a_busy_table_makes_a_pass_give_up_and_the_next_one_drop(
     report = housekeep_partitions(db, now_us, keep_after_us)
     assert report.dropped_rows["events"] == 1
     assert (await api.get(f"/v1/events/{old_event}")).status_code == 404
+
+
+def _add_0007_rows(db: Db, event_ms: int, txn_ms: int, excerpt: str) -> tuple[str, str]:
+    """As 0007 stored them: an event at `event_ms` whose transaction was made at `txn_ms`,
+    with a history row, an attempt quoting `excerpt` and an idempotency key."""
+    event_id, txn_id = ids.new_id_at("evt", event_ms), ids.new_id_at("txn", txn_ms)
+    db.begin()
+    db.execute(
+        "INSERT INTO events (id, project_id, environment, trigger_id, user_id, payload,"
+        " timestamp, received_at, idempotency_key, source) VALUES"
+        " (?, 'prj_a', 'test', 'signup', 'alice', '{}', ?, ?, ?, 'api')",
+        (event_id, event_ms * 1000, event_ms * 1000, f"k-{event_id}"),
+    )
+    db.execute(
+        "INSERT INTO idempotency_keys (project_id, environment, key, event_id, body_hash,"
+        " expires_at) VALUES ('prj_a', 'test', ?, ?, 'h', ?)",
+        (f"k-{event_id}", event_id, (NOW_MS + 400 * DAY_MS) * 1000),
+    )
+    db.execute(
+        "INSERT INTO transactions (id, project_id, environment, consumer_id, event_id, state,"
+        " attempts, created_at, updated_at) VALUES (?, 'prj_a', 'test', 'con_a', ?,"
+        " 'finished', 1, ?, ?)",
+        (txn_id, event_id, txn_ms * 1000, txn_ms * 1000),
+    )
+    db.execute(
+        "INSERT INTO transaction_history (transaction_id, exit_state, enter_state, at, actor)"
+        " VALUES (?, 'pending', 'finished', ?, 'worker')",
+        (txn_id, txn_ms * 1000),
+    )
+    db.execute(
+        "INSERT INTO delivery_attempts (transaction_id, attempt, at, status_code, duration_ms,"
+        " response_excerpt) VALUES (?, 1, ?, 200, 3, ?)",
+        (txn_id, txn_ms * 1000, excerpt),
+    )
+    db.commit()
+    return event_id, txn_id
+
+
+def test_an_upgraded_replayed_transaction_goes_with_its_events_range(empty_pg: str) -> None:
+    """Before 0008 a replay's transaction got an id of the time it was made: its history
+    and attempts sit in a later range than its event, and must go when the event's does."""
+    db = connect(empty_pg, writer=True)
+    try:
+        migrations.migrate(db, upto=7)
+        _project_and_consumer(db)
+        # A 40-day-old event replayed 2 days ago, and an event of 2 days ago.
+        replayed, legacy_txn = _add_0007_rows(db, OLD_MS, NOW_MS - 2 * DAY_MS, "alice@x.io")
+        recent, recent_txn = _add_0007_rows(db, NOW_MS - 2 * DAY_MS, NOW_MS - 2 * DAY_MS, "bob")
+    finally:
+        db.close()
+    Store(empty_pg).migrate()
+
+    db = connect(empty_pg, writer=True)
+    try:
+        # The replayed transaction's attempt sits in the range of the newer event's.
+        assert _where(db, "delivery_attempts", "transaction_id", legacy_txn) == _where(
+            db, "delivery_attempts", "transaction_id", recent_txn
+        )
+        report = housekeep_partitions(db, NOW_MS * 1000, (NOW_MS - 30 * DAY_MS) * 1000)
+        assert partition_name("events", range_of(OLD_MS, DEFAULT_PARTITION_DAYS)[0]) in (
+            report.dropped
+        )
+        assert report.dropped_rows["transaction_history"] == 1
+        assert report.dropped_rows["delivery_attempts"] == 1
+        assert report.keys_deleted == 1
+        assert _count(db, "events", "id", replayed) == 0
+        assert _count(db, "transaction_history", "transaction_id", legacy_txn) == 0
+        assert _count(db, "delivery_attempts", "transaction_id", legacy_txn) == 0
+        assert _count(db, "idempotency_keys", "event_id", replayed) == 0
+        excerpts = [r["response_excerpt"] for r in db.all("SELECT * FROM delivery_attempts")]
+        db.rollback()
+        assert excerpts == ["bob"]  # the newer event's rows are whole
+        assert _count(db, "transaction_history", "transaction_id", recent_txn) == 1
+        assert _count(db, "idempotency_keys", "event_id", recent) == 1
+    finally:
+        db.close()
+
+
+async def test_a_changed_interval_never_fails_a_start_or_a_pass_on_default_rows(
+    api: Api, db: Db, store_url: str
+) -> None:
+    """Weekly ranges stop at T (housekeeping stopped); events after T wait in the DEFAULT
+    partition; the server restarts with 30-day ranges, whose span holding them overlaps
+    the weekly ranges: only the gap is made, and the rows move into it."""
+    consumer = await _consumer(api)
+    week, month = 7 * DAY_MS, 30 * DAY_MS
+    t = range_of(NOW_MS + 400 * DAY_MS, 7)[1]
+    if t % month == 0:
+        t += week
+    housekeep_partitions(db, (t - 3 * week) * 1000, None, days=7)  # ranges ending at T
+    moved = [_old_event(db, api.project_id, consumer, t + k * DAY_MS) for k in (1, 3, 5)]
+    assert range_of(t + DAY_MS, 30)[0] < t  # the new span overlaps a weekly range
+    assert {_where(db, "events", "id", e) for e, _ in moved} == {"events_default"}
+
+    Store(store_url, partition_days=30).migrate()  # a start-up: before, it failed here
+    report = housekeep_partitions(db, NOW_MS * 1000, None, days=30)  # a pass, as well
+
+    assert not report.busy
+    for table, _, _ in TABLES:
+        assert db.scalar(f"SELECT COUNT(*) AS n FROM {table}_default") == 0, table
+    db.rollback()
+    gap = (t, range_of(t + DAY_MS, 30)[1])
+    parts = list_partitions(db)
+    [made] = [p for p in parts if p.table == "events" and (p.start_ms, p.end_ms) == gap]
+    for event_id, txn_id in moved:
+        assert _where(db, "events", "id", event_id) == made.name
+        assert _where(db, "delivery_attempts", "transaction_id", txn_id) == partition_name(
+            "delivery_attempts", t
+        )
+        read = await api.get(f"/v1/events/{event_id}")
+        assert read.status_code == 200
+    events = sorted((p.start_ms, p.end_ms) for p in parts if p.table == "events")
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(events)), "ranges overlap"
+
+
+async def test_a_long_transaction_on_the_tables_makes_a_pass_skip_at_once(
+    api: Api, db: Db, store_url: str
+) -> None:
+    """As during a `pg_dump`: a pass neither drops nor waits (no stall of traffic), keys of
+    the events it keeps stay, and the pass after the dump drops the range and its keys."""
+    old_event, _ = await _event_40_days_old(api, db)
+    db.execute(
+        "INSERT INTO idempotency_keys (project_id, environment, key, event_id, body_hash,"
+        " expires_at) VALUES (?, 'test', 'k-old', ?, 'h', ?)",
+        (api.project_id, old_event, (NOW_MS + DAY_MS) * 1000),
+    )
+    db.commit()
+    now_us = NOW_MS * 1000
+    housekeep_partitions(db, now_us, None)  # its range is made
+    keep_after_us = now_us - 10 * DAY_MS * 1000
+    dump = connect(store_url, writer=True)
+    try:
+        dump.all("SELECT id FROM events LIMIT 1")  # its transaction stays open, as a dump's
+        await asyncio.sleep(1.2)  # longer than LOCK_TIMEOUT
+        started = time.monotonic()
+        report = housekeep_partitions(db, now_us, keep_after_us)
+        took = time.monotonic() - started
+        assert report.busy
+        assert report.dropped == []
+        assert took < 0.5, f"the pass waited {took:.2f} s for a lock"
+        assert _count(db, "idempotency_keys", "event_id", old_event) == 1
+    finally:
+        dump.rollback()
+        dump.close()
+    report = housekeep_partitions(db, now_us, keep_after_us)
+    assert report.dropped_rows["events"] == 1
+    assert report.keys_deleted == 1
+    assert _count(db, "idempotency_keys", "event_id", old_event) == 0
+
+
+def test_eventyard_housekeep_makes_ranges_of_the_configured_days(empty_pg: str) -> None:
+    env = {**os.environ, "EVENTYARD_PARTITION_DAYS": "30", "EVENTYARD_DATABASE_URL": empty_pg}
+    done = subprocess.run(
+        [sys.executable, "-m", "eventyard", "housekeep"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    db = connect(empty_pg, writer=True)
+    try:
+        spans = {p.end_ms - p.start_ms for p in list_partitions(db) if p.table == "events"}
+    finally:
+        db.close()
+    assert spans == {30 * DAY_MS}

@@ -18,7 +18,7 @@ import orjson
 
 from eventyard.errors import EventyardError
 from eventyard.settings import Settings, SettingsError
-from eventyard.store import Store, open_store
+from eventyard.store import Store
 
 T = TypeVar("T")
 
@@ -37,9 +37,25 @@ def settings_from_env(**overrides: Any) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+def store_for(settings: Settings, *, read_connections: int | None = None) -> Store:
+    """The store the settings describe, not yet migrated nor started: the one place every
+    command (serve, worker, migrate, housekeep and the rest) builds it, so each uses the
+    same partition span, session URL and prepared-statement choice."""
+    return Store(
+        settings.database_url,
+        read_connections=read_connections or settings.read_connections,
+        commit_max_events=settings.commit_max_events,
+        session_url=settings.database_session_url or None,
+        prepare=settings.database_prepared_statements,
+        partition_days=settings.partition_days,
+    )
+
+
 def with_store(settings: Settings, work: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
     try:
-        store = open_store(settings.database_url, read_connections=1)
+        store = store_for(settings, read_connections=1)
+        store.migrate()
+        store.start()
     except Exception as exc:
         raise click.ClickException(
             f"cannot open the database {settings.database_url}: {exc}"

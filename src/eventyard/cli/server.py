@@ -15,7 +15,13 @@ import click
 import uvloop
 
 from eventyard import heap
-from eventyard.cli.database import DB_OPTION, print_compact_json, settings_from_env, with_store
+from eventyard.cli.database import (
+    DB_OPTION,
+    print_compact_json,
+    settings_from_env,
+    store_for,
+    with_store,
+)
 from eventyard.cli.root import main
 from eventyard.logs import configure_logging
 from eventyard.settings import Settings
@@ -151,14 +157,7 @@ def _raise_open_file_limit() -> None:
 def _open_for_service(settings: Settings, *, migrate: bool = True, start: bool = True) -> Store:
     configure_logging(settings)
     try:
-        store = Store(
-            settings.database_url,
-            read_connections=settings.read_connections,
-            commit_max_events=settings.commit_max_events,
-            session_url=settings.database_session_url or None,
-            prepare=settings.database_prepared_statements,
-            partition_days=settings.partition_days,
-        )
+        store = store_for(settings)
         if migrate:
             store.migrate()
         if start:
@@ -193,7 +192,7 @@ def settings() -> None:
 def migrate(database_url: str | None) -> None:
     """Apply pending database migrations and exit."""
     settings = settings_from_env(database_url=database_url)
-    store = Store(settings.database_url, partition_days=settings.partition_days)
+    store = store_for(settings)
     try:
         applied = store.migrate()
     except Exception as exc:

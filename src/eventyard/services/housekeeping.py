@@ -152,20 +152,18 @@ class Housekeeper:
     async def _partitions(
         self, lock: Db, now: int, keep_after: int | None, report: HousekeepingReport
     ) -> None:
-        """PostgreSQL: ranges ahead of now, and the ranges no project keeps dropped whole."""
-        if keep_after is not None:
-            # No key may outlive its event: clear those of the ranges about to go.
-            floor = first_id_at(keep_after // 1000)
-            await self._drain(
-                lambda db: retention_sql.delete_keys_of_events_before(db, floor, self.batch),
-                report,
-                "idempotency_keys",
-            )
+        """PostgreSQL: ranges ahead of now, and the ranges no project keeps dropped whole,
+        with the idempotency keys of their events. Which ranges go is decided inside each
+        drop's transaction from the retentions read there (`_keep_after_now`), so a
+        retention lifted or lengthened during the pass is honoured; `keep_after` (read at
+        the start) only says whether to look."""
         days = self._settings.partition_days
-        parts = await asyncio.to_thread(housekeep_partitions, lock, now, keep_after, days=days)
+        bound = functools.partial(_keep_after_now, now=now) if keep_after is not None else None
+        parts = await asyncio.to_thread(housekeep_partitions, lock, now, bound, days=days)
         report.partitions_created = parts.created
         report.partitions_dropped = parts.dropped
         report.partition_rows_dropped = parts.dropped_rows
+        report.removed["idempotency_keys"] += parts.keys_deleted
 
     async def _delete_events(
         self, find: Callable[[Db], list[str]], report: HousekeepingReport
@@ -196,8 +194,7 @@ class Housekeeper:
     async def _lock(self) -> Db | None:
         """A connection of its own holding the housekeeping lock, or None when another
         process holds it."""
-        url = self._settings.database_session_url or self._store.url
-        return await asyncio.to_thread(_try_lock, url)
+        return await asyncio.to_thread(_try_lock, self._store.session_url)
 
     async def run_forever(self, every_seconds: float) -> None:
         """A pass every `every_seconds`; a failed pass is logged and the next one tried."""
@@ -213,6 +210,13 @@ async def _logged(work: Awaitable[HousekeepingReport]) -> None:
         raise
     except Exception:
         logger.exception("housekeeping pass failed; the next one tries again")
+
+
+def _keep_after_now(db: Db, now: int) -> int | None:
+    """The bound of the longest retention, read in a drop's transaction with the projects
+    locked against changes (a `PATCH /v1/project` waits for the drop to commit)."""
+    db.execute("LOCK TABLE projects IN SHARE MODE")
+    return longest_kept_from_us(list(project_sql.retentions(db).values()), now)
 
 
 def _try_lock(url: str) -> Db | None:

@@ -7,7 +7,9 @@ starts after an answer always sees the write (read-your-writes, with no lag at a
 
 A process's connections are therefore bounded: one writer, at most `read_connections`
 readers (opened as reads need them), and on PostgreSQL the session connections that
-`session_url` reaches (the LISTEN connection, and a worker's presence lock).
+`session_url` reaches (the LISTEN connection, a worker's presence lock, and the lock a
+housekeeping pass holds). Commands build a store from the settings in one place,
+`cli/database.store_for`.
 """
 
 from __future__ import annotations

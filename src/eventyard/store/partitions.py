@@ -25,9 +25,18 @@ events): bench/partitions.py measured them at 12, 60 and 400 ranges.
 
 Dropping a range locks its tables whole (ACCESS EXCLUSIVE on each parent), and making one
 locks the DEFAULT partitions so: briefly, but every query of the table queues behind a lock
-that waits. So a pass waits at most LOCK_TIMEOUT for its locks (a long query holding the
-table makes it give up, log it and try again at the next pass): at worst, reads and writes
-of events stall that long, once a range. On SQLite every function is a no-op.
+that waits. So before any change a pass looks for a transaction open longer than
+LOCK_TIMEOUT that holds one of the tables (a long report, or `pg_dump`, which holds every
+table for the whole dump): while there is one, the pass changes nothing and says so in the
+log, costing traffic nothing, and the next pass looks again. A long query that starts
+between that look and the change makes the pass wait LOCK_TIMEOUT at most and give up.
+Dropping a range reads none of its rows: the rows it reports are the planner's estimate.
+
+An upgraded database may hold transactions made before 0008 for an older event (a replay, a
+consumer added later): their ids carry the time they were made, so their history and
+attempts sit in a later range than their event. Dropping a range first deletes those
+(found by the transaction ids outside the range, through the primary key), so nothing of
+an event outlives it. On SQLite every function is a no-op.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ import contextlib
 import datetime as dt
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import psycopg
@@ -52,6 +61,7 @@ DAY_MS = 86_400_000
 RANGES_AHEAD = 2  # ranges made past the one holding now
 LOCK_TIMEOUT = "1s"  # see the module docstring: a brief stall at worst
 _PG_LOCK_ID = 7_303_755_008
+COUNT_CAP = 100_000  # rows counted of a range never analysed (see _rows_estimate)
 
 # (table, partition key column, prefix of the ids in that column)
 TABLES: tuple[tuple[str, str, str], ...] = (
@@ -75,12 +85,16 @@ class Partition:
 @dataclass
 class PartitionReport:
     """What one pass did: partitions created and dropped (by name), rows moved out of the
-    DEFAULT partitions, and rows dropped per table."""
+    DEFAULT partitions, rows dropped per table (the planner's estimate for a range it has
+    analysed, counted for one it has not) and idempotency keys of the dropped events
+    deleted. `busy`: a table was held, and the pass left the partitions as they were."""
 
     created: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     moved_rows: int = 0
     dropped_rows: dict[str, int] = field(default_factory=dict)
+    keys_deleted: int = 0
+    busy: bool = False
 
     @property
     def events_dropped(self) -> int:
@@ -127,113 +141,221 @@ def ensure_partitions(
 ) -> PartitionReport:
     """Make the range holding `now_ms` and `RANGES_AHEAD` after it, and a range for every
     row in a DEFAULT partition (moving it there); one transaction per range (see
-    `_range_transaction`)."""
+    `_range_transaction`), on a connection with no transaction open. Never raises for the
+    layout: rows it cannot place stay in the DEFAULT partition, readable, and are logged."""
     report = report if report is not None else PartitionReport()
     if db.backend != "postgres":
         return report
-    own = _idle(db)
+    _require_idle(db)
     start, _ = range_of(now_ms, days)
     wanted = [range_of(start + i * days * DAY_MS, days) for i in range(RANGES_AHEAD + 1)]
-    with contextlib.suppress(_Busy):
+    try:
         while True:
-            with _range_transaction(db, own) as locked:
+            with _range_transaction(db) as locked:
                 gaps = _gaps(db, wanted) if locked else []
                 if gaps:
                     _create_range(db, *gaps[0], report)
             if not gaps:
                 break
-        if locked and _lowest_default_ms(db) is not None:
-            with _range_transaction(db, own) as locked:
-                if locked:
-                    _empty_defaults(db, days, report)
-        elif own:
-            db.rollback()  # end the read's transaction
+        if locked:
+            _move_default_rows(db, days, report)
+    except _Busy:
+        report.busy = True
     return report
 
 
-def drop_partitions(db: Db, keep_after_ms: int, report: PartitionReport | None = None) -> None:
+def _move_default_rows(db: Db, days: int, report: PartitionReport) -> None:
+    """`_empty_defaults` in a transaction of its own; should it fail, the rows stay in the
+    DEFAULT partitions, readable, and the start-up or pass goes on (logged)."""
+    try:
+        with _range_transaction(db) as locked:
+            if locked and _lowest_default_ms(db) is not None:
+                _empty_defaults(db, days, report)
+    except (_Busy, psycopg.errors.OperationalError):
+        raise
+    except psycopg.Error:
+        logger.exception("partitions: rows stay in the DEFAULT partitions")
+
+
+def drop_partitions(
+    db: Db,
+    keep_after_ms: int | Callable[[Db], int | None],
+    report: PartitionReport | None = None,
+) -> None:
     """Drop every range that ends at or before `keep_after_ms`, the oldest first, all four
-    tables of a range in one transaction."""
+    tables of a range in one transaction, with the idempotency keys naming its events.
+
+    `keep_after_ms` may be a function of the range's transaction that returns the bound
+    (None: drop nothing): the housekeeping pass reads the projects' retentions there, under
+    a lock that makes a concurrent change of a retention wait, so a range goes only if the
+    retentions at the moment of the drop let it."""
     report = report if report is not None else PartitionReport()
     if db.backend != "postgres":
         return
-    own = _idle(db)
+    _require_idle(db)
     while True:
         try:
-            with _range_transaction(db, own) as locked:
+            with _range_transaction(db) as locked:
+                bound = None
+                if locked:
+                    bound = keep_after_ms(db) if callable(keep_after_ms) else keep_after_ms
                 old = (
-                    [p for p in list_partitions(db) if p.end_ms <= keep_after_ms] if locked else []
+                    [p for p in list_partitions(db) if p.end_ms <= bound]
+                    if bound is not None
+                    else []
                 )
                 parts = [p for p in old if p.start_ms == old[0].start_ms] if old else []
-                counts = {
-                    p.name: int(db.scalar(f"SELECT COUNT(*) AS n FROM {p.name}")) for p in parts
-                }
+                rows = {p.name: _rows_estimate(db, p.name) for p in parts}
+                extra: dict[str, int] = {}
+                keys = 0
+                if parts:
+                    extra = _delete_legacy_children(db, parts[0].start_ms, parts[0].end_ms)
+                    keys = _delete_keys(db, parts[0].start_ms, parts[0].end_ms)
                 for p in parts:
                     db.execute(f"DROP TABLE {p.name}")
         except _Busy:
+            report.busy = True
             return
         if not parts:
             return
         for p in parts:
             report.dropped.append(p.name)
-            report.dropped_rows[p.table] = report.dropped_rows.get(p.table, 0) + counts[p.name]
+            n = rows[p.name] + extra.get(p.table, 0)
+            report.dropped_rows[p.table] = report.dropped_rows.get(p.table, 0) + n
+        report.keys_deleted += keys
         logger.info("dropped partitions %s", ", ".join(p.name for p in parts))
 
 
 def housekeep_partitions(
-    db: Db, now_us: int, keep_after_us: int | None, *, days: int = DEFAULT_PARTITION_DAYS
+    db: Db,
+    now_us: int,
+    keep_after_us: int | Callable[[Db], int | None] | None,
+    *,
+    days: int = DEFAULT_PARTITION_DAYS,
 ) -> PartitionReport:
     """Make sure ranges exist ahead of `now_us` (see `ensure_partitions`) and drop every
-    range whose whole span ends at or before `keep_after_us` (None: drop nothing).
+    range whose whole span ends at or before `keep_after_us` (None: drop nothing; a
+    function: the bound read inside each drop's transaction, see `drop_partitions`).
     `days` is the interval of new ranges (the `partition_days` setting)."""
     report = PartitionReport()
     if db.backend != "postgres":
         return report
     ensure_partitions(db, now_us // 1000, days, report)
-    if keep_after_us is not None:
+    if report.busy or keep_after_us is None:
+        return report
+    if callable(keep_after_us):
+        bound_of = keep_after_us
+
+        def keep_after_ms(db: Db) -> int | None:
+            us = bound_of(db)
+            return None if us is None else us // 1000
+
+        drop_partitions(db, keep_after_ms, report)
+    else:
         drop_partitions(db, keep_after_us // 1000, report)
     return report
 
 
-def _idle(db: Db) -> bool:
-    return bool(db.conn.info.transaction_status == pq.TransactionStatus.IDLE)
+def _require_idle(db: Db) -> None:
+    if db.conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        # Each range commits on its own; inside another's transaction the lock timeout
+        # would stay in force for the rest of it.
+        raise RuntimeError("partitions are changed on a connection with no transaction open")
 
 
 class _Busy(Exception):
-    """A table stayed locked past LOCK_TIMEOUT: this pass ends here."""
+    """A table is held by a long transaction, or stayed locked past LOCK_TIMEOUT: this pass
+    leaves the partitions as they are."""
 
 
 @contextlib.contextmanager
-def _range_transaction(db: Db, own: bool) -> Iterator[bool]:
-    """A transaction for one range's change, yielding whether this process holds the
-    partitions' lock (when another process's pass holds it, skip: it does the same work).
-
-    On a connection that was idle when the pass began (`own`), each range commits on its
-    own; inside a transaction the caller opened (an op of the group-commit writer), the
-    changes join it and the caller commits. Either way a busy table gives up after
-    LOCK_TIMEOUT rather than queue every writer behind this pass.
-    """
-    if own:
-        db.begin()
+def _range_transaction(db: Db) -> Iterator[bool]:
+    """A transaction for one range's change, committed on its own, yielding whether this
+    process holds the partitions' lock (when another process's pass holds it, skip: it
+    does the same work). A table held by a transaction open past LOCK_TIMEOUT ends the
+    pass before any change (`_held_by`); a table that stays locked past LOCK_TIMEOUT
+    anyway gives up rather than queue every writer behind this pass."""
+    db.begin()
     try:
         locked = bool(db.scalar("SELECT pg_try_advisory_xact_lock(?) AS ok", (_PG_LOCK_ID,)))
         if locked:
+            holder = _held_by(db)
+            if holder is not None:
+                db.rollback()
+                logger.warning(
+                    "partitions: %s has held the tables for over %s; they are changed at a "
+                    "later pass",
+                    holder,
+                    LOCK_TIMEOUT,
+                )
+                raise _Busy
             db.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         yield locked
-        if own:
-            db.commit()
+        db.commit()
     except psycopg.errors.LockNotAvailable:
-        if not own:
-            raise  # the caller's transaction is spoiled: it must know
         db.rollback()
         logger.warning(
             "partitions: a table stayed busy past %s; trying at the next pass", LOCK_TIMEOUT
         )
         raise _Busy from None
     except BaseException:
-        if own:
-            db.rollback()
+        db.rollback()
         raise
+
+
+def _held_by(db: Db) -> str | None:
+    """Another session whose transaction, open longer than LOCK_TIMEOUT, holds a lock on
+    one of the four tables or their partitions (`pg_dump` does, for the whole dump): its
+    application name and pid, or None. A session of another role whose start is hidden
+    from this one counts as short."""
+    row = db.one(
+        "SELECT a.pid, a.application_name AS app FROM pg_locks l"
+        " JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        f" AND a.xact_start < clock_timestamp() - interval '{LOCK_TIMEOUT}'"
+        " AND l.relation IN (SELECT oid FROM pg_class WHERE relname = ANY(?)"
+        " AND relnamespace = current_schema()::regnamespace UNION ALL"
+        " SELECT i.inhrelid FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent"
+        " WHERE c.relname = ANY(?) AND c.relnamespace = current_schema()::regnamespace)"
+        " LIMIT 1",
+        ([t for t, _, _ in TABLES], [t for t, _, _ in TABLES]),
+    )
+    return None if row is None else f"{row['app'] or 'a session'} (pid {row['pid']})"
+
+
+def _rows_estimate(db: Db, name: str) -> int:
+    """The rows of a partition about to be dropped, without reading it: the planner's
+    estimate once the table was analysed (autovacuum does so soon after it fills), else a
+    count of at most COUNT_CAP rows (such a table is small)."""
+    estimate = db.scalar("SELECT reltuples AS n FROM pg_class WHERE oid = ?::regclass", (name,))
+    if estimate is not None and float(estimate) >= 0:
+        return round(float(estimate))
+    return int(db.scalar(f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM {name} LIMIT {COUNT_CAP}) c"))
+
+
+def _delete_legacy_children(db: Db, lo: int, hi: int) -> dict[str, int]:
+    """Delete the history and attempts of the range's transactions whose ids lie outside
+    it (made before 0008 for an older event: they sit in a later range); rows deleted by
+    table. Found through the transactions' primary key: only such rows are read."""
+    low, high = ids.lowest_id_at("txn", lo), ids.lowest_id_at("txn", hi)
+    outside = f"SELECT id FROM {partition_name('transactions', lo)} WHERE id < ? OR id >= ?"
+    return {
+        table: db.execute(f"DELETE FROM {table} WHERE {key} IN ({outside})", (low, high)).rowcount
+        for table, key, prefix in TABLES
+        if prefix == "txn"
+    }
+
+
+def _delete_keys(db: Db, lo: int, hi: int) -> int:
+    """Delete the idempotency keys naming the range's events (index idempotency_keys_event):
+    no key outlives its event, and none goes while its event stays."""
+    return int(
+        db.execute(
+            "DELETE FROM idempotency_keys WHERE event_id >= ? AND event_id < ?",
+            (ids.lowest_id_at("evt", lo), ids.lowest_id_at("evt", hi)),
+        ).rowcount
+    )
 
 
 def _gaps(db: Db, wanted: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -284,7 +406,12 @@ def _empty_defaults(db: Db, days: int, report: PartitionReport) -> None:
     """Move every row of the DEFAULT partitions into ranges of their own, in one pass: the
     ranges holding them are made as tables apart and filled, the defaults emptied, and then
     the tables attached (ATTACH checks the default, now empty: it reads it once per range,
-    so attaching to a full default — after an upgrade — cost a pass over it per range)."""
+    so attaching to a full default — after an upgrade — cost a pass over it per range).
+
+    A row's range is the aligned span of `days` holding it, less what ranges already there
+    cover (made with another `partition_days`): only the gaps are made, as
+    `ensure_partitions` does. A row no gap takes (the four tables' ranges differ: attached
+    by hand) stays in the default, logged, rather than fail the start-up."""
     for table, _, _ in TABLES:
         db.execute(f"LOCK TABLE {table}_default IN ACCESS EXCLUSIVE MODE")
     spans: set[tuple[int, int]] = set()
@@ -294,32 +421,47 @@ def _empty_defaults(db: Db, days: int, report: PartitionReport) -> None:
             span = range_of(ids.ms_of(value), days)
             spans.add(span)
             floor = ids.lowest_id_at(prefix, span[1])
+    pieces = sorted({gap for span in spans for gap in _gaps(db, [span])})
     made: list[tuple[str, str, str, str]] = []
-    moved = 0
-    for span in sorted(spans):
-        if _gaps(db, [span]) != [span]:
-            # A default row inside an existing range: only if someone attached partitions
-            # by hand to some of the four tables and not the others.
-            raise RuntimeError(f"a DEFAULT partition holds rows in the range {span} ms")
+    moved: dict[str, int] = dict.fromkeys((t for t, _, _ in TABLES), 0)
+    for lo, hi in pieces:
         for table, key, prefix in TABLES:
-            name = partition_name(table, span[0])
-            low, high = ids.lowest_id_at(prefix, span[0]), ids.lowest_id_at(prefix, span[1])
+            name = partition_name(table, lo)
+            low, high = ids.lowest_id_at(prefix, lo), ids.lowest_id_at(prefix, hi)
             db.execute(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS)")
-            moved += db.execute(
+            moved[table] += db.execute(
                 f"INSERT INTO {name} SELECT * FROM {table}_default WHERE {key} >= ? AND {key} < ?",
                 (low, high),
             ).rowcount
             _copy_indexes(db, table, name, name.removeprefix(table))
             made.append((table, name, low, high))
-    for table, _, _ in TABLES:
-        db.execute(f"TRUNCATE {table}_default")
+    for table, key, _ in TABLES:
+        held = int(db.scalar(f"SELECT COUNT(*) AS n FROM {table}_default"))
+        if held == moved[table]:
+            db.execute(f"TRUNCATE {table}_default")
+            continue
+        logger.warning(
+            "%d rows of %s_default lie in no range this server can make (the four tables'"
+            " ranges differ); they stay there, readable",
+            held - moved[table],
+            table,
+        )
+        for t, _, low, high in made:
+            if t == table:
+                db.execute(
+                    f"DELETE FROM {table}_default WHERE {key} >= ? AND {key} < ?", (low, high)
+                )
     for table, name, low, high in made:
         db.execute(
             f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ('{low}') TO ('{high}')"
         )
     report.created.extend(name for _, name, _, _ in made)
-    report.moved_rows += moved
-    logger.info("moved %d rows from the DEFAULT partitions into %d new ranges", moved, len(spans))
+    report.moved_rows += sum(moved.values())
+    logger.info(
+        "moved %d rows from the DEFAULT partitions into %d new ranges",
+        sum(moved.values()),
+        len(pieces),
+    )
 
 
 def _min_key(db: Db, table: str, key: str, floor: str) -> str | None:
