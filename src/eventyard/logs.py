@@ -9,18 +9,29 @@ unhandled error's traceback included — carries `request_id` without being pass
 
 The access line (one per request: method, route template, status, duration, request id, the
 key's project and environment) is on the hot path, so it is not a `LogRecord`: `AccessLog`
-builds the line itself and writes it to the stream the handler writes to, which costs a few
-microseconds rather than the logging module's record, filters and formatter (see bench/).
-It writes only what is safe to keep: the route's template, never the raw path or the query,
-which may hold a user id or an e-mail address; never a header, a key or a body.
+builds the line itself rather than going through the logging module's record, filters and
+formatter (see bench/). It writes only what is safe to keep: the route's template, never the
+raw path or the query, which may hold a user id or an e-mail address; never a header, a key
+or a body.
+
+The event loop never writes the access line itself: it appends the line to a bounded queue,
+and a writer thread writes what has queued up, in one write, under the handler's lock — so
+access lines never interleave with the lines other threads log, and a slow standard error
+(a full pipe to journald) stalls the writer thread rather than every request. When the
+queue is full the line is dropped and counted (`eventyard_access_log_dropped_total`, and a
+warning line in the log once the stream takes lines again). At exit what is queued is
+written, waiting `ACCESS_EXIT_WAIT_S` at most.
 """
 
 from __future__ import annotations
 
-import contextlib
+import atexit
 import logging
+import os
 import sys
+import threading
 import time
+from collections import deque
 from contextvars import ContextVar
 from typing import IO, Any
 
@@ -31,6 +42,8 @@ from eventyard.settings import Settings
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("eventyard_request_id", default=None)
 ACCESS_LOGGER = "eventyard.access"
+ACCESS_QUEUE_LINES = 10_000  # access lines waiting for the stream at most; more are dropped
+ACCESS_EXIT_WAIT_S = 2.0  # at exit, how long to wait for queued lines to be written
 
 # A LogRecord's own attributes; anything else on a record came from `extra=` and is a field.
 _RECORD_ATTRS = frozenset(
@@ -94,11 +107,24 @@ def _text_value(value: Any) -> str:
 
 
 class AccessLog:
-    """Writes one access line a request, straight to the log's stream."""
+    """Queues one access line a request; a thread of its own writes them to the handler's
+    stream under the handler's lock."""
 
-    def __init__(self, stream: IO[str], fmt: str) -> None:
-        self._stream = stream
+    def __init__(self, handler: logging.StreamHandler[IO[str]], fmt: str) -> None:
+        self._handler = handler
         self._json = fmt == "json"
+        self._limit = ACCESS_QUEUE_LINES
+        self._lines: deque[str] = deque()
+        self._wake = threading.Event()
+        self._closed = False
+        self.dropped = 0  # lines dropped since start because the queue was full
+        self._reported = 0  # drops already told in the log
+        self._thread = self._start()
+
+    def _start(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name="eventyard-access-log", daemon=True)
+        thread.start()
+        return thread
 
     def write(
         self,
@@ -136,8 +162,66 @@ class AccessLog:
                 f" duration_ms={duration} request_id={request_id} project={project or '-'}"
                 f" environment={environment or '-'} bytes={bytes_out}"
             )
-        with contextlib.suppress(OSError, ValueError):  # the stream is gone, at exit
-            self._stream.write(line + "\n")
+        if self._closed:  # at exit, after the writer thread's last write
+            self._put([line + "\n"])
+        elif len(self._lines) >= self._limit:
+            self.dropped += 1
+        else:
+            self._lines.append(line + "\n")
+            if not self._wake.is_set():
+                self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()  # before taking the lines: a line queued from now wakes us again
+            self._drain()
+            if self._closed:
+                self._drain()
+                return
+
+    def _drain(self) -> None:
+        chunk = []
+        while self._lines:
+            chunk.append(self._lines.popleft())
+        dropped = self.dropped
+        if dropped != self._reported:
+            chunk.append(self._dropped_line(dropped - self._reported))
+            self._reported = dropped
+        if chunk:
+            self._put(chunk)
+
+    def _put(self, chunk: list[str]) -> None:
+        self._handler.acquire()  # the lock the handler writes other threads' lines under
+        try:
+            stream = self._handler.stream
+            stream.write("".join(chunk))
+            stream.flush()
+        except (OSError, ValueError):  # the stream is gone, at exit
+            pass
+        finally:
+            self._handler.release()
+
+    def _dropped_line(self, count: int) -> str:
+        now = format_us(time.time_ns() // 1000)
+        message = f"{count} access lines dropped: the log's stream did not keep up"
+        if self._json:
+            fields = {"time": now, "level": "warning", "logger": ACCESS_LOGGER}
+            return orjson.dumps({**fields, "message": message, "dropped": count}).decode() + "\n"
+        return f"{now} WARNING {ACCESS_LOGGER} {message} dropped={count}\n"
+
+    def close(self, wait_s: float = ACCESS_EXIT_WAIT_S) -> None:
+        """Write what is queued (waiting `wait_s` at most); later lines are written at once."""
+        self._closed = True
+        self._wake.set()
+        self._thread.join(wait_s)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's thread is gone and its queued lines are its own."""
+        self._lines.clear()
+        self._wake = threading.Event()
+        if not self._closed:
+            self._thread = self._start()
 
 
 _access: AccessLog | None = None
@@ -160,5 +244,21 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    if _access is not None:
+        _access.close()
     on = settings.access_log and logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO)
-    _access = AccessLog(stream, settings.log_format) if on else None
+    _access = AccessLog(handler, settings.log_format) if on else None
+
+
+def _close_access() -> None:
+    if _access is not None:
+        _access.close()
+
+
+def _access_after_fork() -> None:
+    if _access is not None:
+        _access.after_fork()
+
+
+atexit.register(_close_access)
+os.register_at_fork(after_in_child=_access_after_fork)

@@ -17,6 +17,8 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
 
+from eventyard.logs import access_log
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -124,6 +126,13 @@ class RequestMetrics:
             out += histogram.lines(
                 "eventyard_http_request_seconds", labels(method=method, route=route)
             )
+        access = access_log()
+        out += header(
+            "eventyard_access_log_dropped_total",
+            "counter",
+            "Access lines dropped because the log's stream (standard error) did not keep up.",
+        )
+        out.append(sample("eventyard_access_log_dropped_total", access.dropped if access else 0))
         return out
 
 

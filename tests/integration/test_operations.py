@@ -157,6 +157,7 @@ async def test_the_scrape_parses_as_prometheus_text(world: World) -> None:
     assert kinds == {
         "eventyard_http_requests": "counter",
         "eventyard_http_request_seconds": "histogram",
+        "eventyard_access_log_dropped": "counter",
         "eventyard_events": "counter",
         "eventyard_batch_events": "histogram",
         "eventyard_commit_seconds": "histogram",
