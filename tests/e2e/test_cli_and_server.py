@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.server import ServerProcess, init_project, run_cli
+from tests.e2e.server import ServerProcess, free_port, init_project, run_cli
 
 
 def test_init_prints_one_json_object_with_a_key_per_environment(db_url: str) -> None:
@@ -88,3 +88,24 @@ def test_serve_refuses_a_bad_database_url(tmp_path: Path) -> None:
     done = run_cli("serve", "--port", "1", database_url="mysql://nope")
     assert done.returncode != 0
     assert "EVENTYARD_DATABASE_URL" in done.stderr
+
+
+def test_a_database_that_will_not_open_is_named_without_its_password(tmp_path: Path) -> None:
+    """The message goes to a terminal or, under systemd with Restart=on-failure, to the
+    journal once a restart: the password must not be in it."""
+    url = f"postgresql://eventyard:hunter2@127.0.0.1:{free_port()}/nowhere"
+    for command in (("serve", "--port", str(free_port())), ("worker",), ("housekeep",)):
+        done = run_cli(*command, database_url=url)
+        assert done.returncode != 0, command
+        assert "cannot open the database postgresql://eventyard@127.0.0.1:" in done.stderr
+        assert "hunter2" not in done.stderr + done.stdout, command
+
+
+def test_housekeep_refuses_a_sqlite_file_that_does_not_exist(tmp_path: Path) -> None:
+    """From cron without the server's environment, a new empty database would be made,
+    housekept and reported as a success."""
+    missing = tmp_path / "typo.db"
+    done = run_cli("housekeep", database_url=f"sqlite:///{missing}")
+    assert done.returncode != 0
+    assert f"no SQLite database at {missing}" in done.stderr
+    assert not missing.exists()

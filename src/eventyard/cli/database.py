@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -19,6 +20,7 @@ import orjson
 from eventyard.errors import EventyardError
 from eventyard.settings import Settings, SettingsError
 from eventyard.store import Store
+from eventyard.store.connect import backend_of, sqlite_path
 
 T = TypeVar("T")
 
@@ -51,15 +53,45 @@ def store_for(settings: Settings, *, read_connections: int | None = None) -> Sto
     )
 
 
+def redact(url: str) -> str:
+    """Hide a password in a database URL before printing it."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}@{host}"
+    return url
+
+
+def cannot_open(settings: Settings, exc: Exception) -> click.ClickException:
+    """The error for a database that would not open, with any password left out: it goes
+    to a terminal or a journal, once a restart for as long as the database is away."""
+    url = settings.database_url
+    message = str(exc).replace(url, redact(url))
+    return click.ClickException(f"cannot open the database {redact(url)}: {message}")
+
+
+def require_existing_sqlite(settings: Settings) -> None:
+    """Refuse a SQLite path with no database: a command for an existing database (from
+    cron, without the server's environment, or with a typo) would otherwise make a new,
+    empty one and report success on it."""
+    if backend_of(settings.database_url) != "sqlite":
+        return
+    path = sqlite_path(settings.database_url)
+    if path != ":memory:" and not Path(path).is_file():
+        raise click.ClickException(
+            f"no SQLite database at {path}; give --database-url or set "
+            "EVENTYARD_DATABASE_URL to the server's database."
+        )
+
+
 def with_store(settings: Settings, work: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
     try:
         store = store_for(settings, read_connections=1)
         store.migrate()
         store.start()
     except Exception as exc:
-        raise click.ClickException(
-            f"cannot open the database {settings.database_url}: {exc}"
-        ) from None
+        raise cannot_open(settings, exc) from None
     try:
         return asyncio.run(work(store))
     except EventyardError as exc:

@@ -17,7 +17,10 @@ import uvloop
 from eventyard import heap
 from eventyard.cli.database import (
     DB_OPTION,
+    cannot_open,
     print_compact_json,
+    redact,
+    require_existing_sqlite,
     settings_from_env,
     store_for,
     with_store,
@@ -71,7 +74,7 @@ def _serve_one(
     if sock is None:
         click.echo(
             f"eventyard listening on http://{settings.host}:{settings.port} "
-            f"({store.backend}: {_redact(settings.database_url)})",
+            f"({store.backend}: {redact(settings.database_url)})",
             err=True,
         )
     config = uvicorn.Config(
@@ -119,7 +122,7 @@ def _serve_processes(settings: Settings, processes: int, *, with_worker: bool) -
 
     click.echo(
         f"eventyard listening on http://{settings.host}:{settings.port} with {processes} "
-        f"processes ({_redact(settings.database_url)})",
+        f"processes ({redact(settings.database_url)})",
         err=True,
     )
     sys.exit(Supervisor(processes, sock, run_child).run())
@@ -135,7 +138,7 @@ def worker(database_url: str | None) -> None:
     store = _open_for_service(settings)
     runtime = Runtime(store, settings, with_worker=True, with_api=False)
     heap.settle()
-    click.echo(f"eventyard worker delivering from {_redact(settings.database_url)}", err=True)
+    click.echo(f"eventyard worker delivering from {redact(settings.database_url)}", err=True)
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(runtime.run_worker_forever())
 
@@ -164,19 +167,7 @@ def _open_for_service(settings: Settings, *, migrate: bool = True, start: bool =
             store.start()
         return store
     except Exception as exc:
-        raise click.ClickException(
-            f"cannot open the database {settings.database_url}: {exc}"
-        ) from None
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a database URL before printing it."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}@{host}"
-    return url
+        raise cannot_open(settings, exc) from None
 
 
 @main.command()
@@ -297,6 +288,7 @@ def housekeep(database_url: str | None) -> None:
     from eventyard.services.housekeeping import Housekeeper
 
     settings = settings_from_env(database_url=database_url)
+    require_existing_sqlite(settings)
     report = with_store(
         settings, lambda store: Housekeeper(store, settings, SystemClock()).run_pass()
     )
