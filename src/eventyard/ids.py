@@ -86,6 +86,27 @@ def ms_of(value: str) -> int:
     return ms
 
 
+def _ms_part(ms: int) -> str:
+    return _encode(max(0, min(ms, (1 << 48) - 1)), 10)
+
+
 def lowest_id_at(prefix: str, ms: int) -> str:
-    """The lowest id with this prefix that can be made in millisecond `ms`."""
-    return f"{prefix}_{_encode(max(0, min(ms, (1 << 48) - 1)), 10)}{'0' * 16}"
+    """The lowest id with this prefix that can be made in millisecond `ms`: every id made
+    from `ms` on is at least this (a retention's bound, a live feed's window)."""
+    return f"{prefix}_{_ms_part(ms)}{'0' * 16}"
+
+
+def highest_id_at(prefix: str, ms: int) -> str:
+    """The highest id with this prefix that can be made in millisecond `ms`: every id made
+    up to `ms` is at most this."""
+    return f"{prefix}_{_ms_part(ms)}{'Z' * 16}"
+
+
+def first_id_at(ms: int) -> str:
+    """The lowest event id that can be made in millisecond `ms`."""
+    return lowest_id_at("evt", ms)
+
+
+def last_id_at(ms: int) -> str:
+    """The highest event id that can be made in millisecond `ms`."""
+    return highest_id_at("evt", ms)

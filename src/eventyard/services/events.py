@@ -21,7 +21,7 @@ from eventyard.domain.models import Event, Principal, Project
 from eventyard.domain.retention import kept_from_us
 from eventyard.domain.timeparse import MAX_US, MIN_US
 from eventyard.errors import EventNotFound, InvalidCursor
-from eventyard.services.live import first_id_at
+from eventyard.ids import first_id_at
 from eventyard.store import Store
 from eventyard.store import events as event_sql
 from eventyard.store.event_rows import EVENT_COLUMNS

@@ -30,7 +30,7 @@ from typing import Any
 
 from eventyard.clock import Clock
 from eventyard.domain.retention import kept_from_us, longest_kept_from_us
-from eventyard.services.live import first_id_at
+from eventyard.ids import first_id_at
 from eventyard.settings import Settings
 from eventyard.store import Store
 from eventyard.store import projects as project_sql

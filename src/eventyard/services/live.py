@@ -43,38 +43,13 @@ from eventyard.delivery.notify import Notifier
 from eventyard.domain.models import Event, Principal
 from eventyard.domain.retention import kept_from_us
 from eventyard.errors import ServiceUnavailable
-from eventyard.ids import is_valid_id
+from eventyard.ids import first_id_at, is_valid_id, last_id_at, ms_of
 from eventyard.store import Store
 from eventyard.store.event_feed import database_time_ms, events_after
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # the alphabet of eventyard.ids
-_MS_CHARS = 10  # a ULID is 10 characters of milliseconds, then 16 of randomness
-_LOWEST, _HIGHEST = "0" * 16, "Z" * 16
 _PRIME_PAGES = 20  # how far the start-up read of the window goes, in pages
 CLOCK_WARN_MS = 1000  # a clock further from the database's than this is logged at start
 logger = logging.getLogger("eventyard.live")
-
-
-def _ms_part(ms: int) -> str:
-    ms = max(0, min(ms, (1 << 48) - 1))
-    return "".join(_CROCKFORD[(ms >> (5 * i)) & 31] for i in reversed(range(_MS_CHARS)))
-
-
-def first_id_at(ms: int) -> str:
-    """The lowest event id that can be made in millisecond `ms`."""
-    return f"evt_{_ms_part(ms)}{_LOWEST}"
-
-
-def last_id_at(ms: int) -> str:
-    """The highest event id that can be made in millisecond `ms`."""
-    return f"evt_{_ms_part(ms)}{_HIGHEST}"
-
-
-def ms_of(event_id: str) -> int:
-    value = 0
-    for char in event_id[4 : 4 + _MS_CHARS]:
-        value = value * 32 + _CROCKFORD.index(char)
-    return value
 
 
 def is_event_id(value: str) -> bool:
