@@ -23,6 +23,7 @@ from eventyard.store import Store
 from eventyard.store.db import Db
 from eventyard.store.erasures import (
     ErasureRecord,
+    Position,
     erase_user_batch,
     insert_erasure,
     list_erasures,
@@ -71,17 +72,20 @@ async def erase_user(
     )
     totals = no_counts()
     first = True
+    after: Position | None = None
     while True:
 
-        def step(db: Db, first: bool = first) -> tuple[dict[str, int], int | None]:
+        def step(
+            db: Db, first: bool = first, after: Position | None = after
+        ) -> tuple[dict[str, int], Position | None, int | None]:
             if first:
                 insert_erasure(db, record)
-            counts = erase_user_batch(db, project_id, env, user_id, batch)
+            counts, end = erase_user_batch(db, project_id, env, user_id, batch, after)
             finished = clock.now_us() if counts["events"] < batch else None
             update_erasure(db, record.id, {k: totals[k] + counts[k] for k in totals}, finished)
-            return counts, finished
+            return counts, end, finished
 
-        counts, finished_at = await store.write(step, weight=batch)
+        counts, after, finished_at = await store.write(step, weight=batch)
         first = False
         for kind, n in counts.items():
             totals[kind] += n

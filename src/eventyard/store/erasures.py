@@ -4,15 +4,11 @@ A batch takes up to `limit` of the user's events (hidden ones too: expired by a 
 retention but not yet removed from disk) and deletes, in one transaction, everything that
 holds their data: the events' transactions (with a pull consumer's stored `output`), those
 transactions' history and delivery attempts (a receiver may echo the payload in its response
-excerpt), the idempotency keys that point at the events, and the events themselves. The
-caller (services/users.py) runs batches until one comes back short, so the single writer is
-never held for long, and ingest goes on between batches.
-
-Transactions are deleted first, with `RETURNING id`: on PostgreSQL that takes their row
-locks, so a worker recording an attempt at that moment either committed before (and its
-attempt is deleted below: each statement sees what was committed before it began) or finds
-the transaction gone and records nothing. Deleting history and attempts first would leave
-such an attempt behind.
+excerpt), the idempotency keys that point at the events, and the events themselves — through
+the delete retention uses too (`store.retention.delete_events`, which also says why
+transactions go first). The caller (services/users.py) runs batches until one comes back
+short, each from where the last ended, so the single writer is never held for long, and
+ingest goes on between batches.
 
 The `erasures` row holds counts and times, never the user id or any erased value: see the
 migration `0010_erasures.sql`.
@@ -20,7 +16,6 @@ migration `0010_erasures.sql`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,16 +23,14 @@ import orjson
 
 from eventyard.domain.models import Environment
 from eventyard.store.db import Db, Row
+from eventyard.store.retention import REMOVED_KINDS, delete_events
 
-# Every kind of row an erasure removes, in the order the receipt lists them.
-ERASED_KINDS = (
-    "events",
-    "transactions",
-    "transaction_history",
-    "delivery_attempts",
-    "idempotency_keys",
-)
-_CHUNK = 500  # ids per statement: well under either backend's limit on parameters
+# Every kind of row an erasure removes, in the order the receipt lists them: the same rows
+# retention removes, through the same delete.
+ERASED_KINDS = REMOVED_KINDS
+
+# Where a batch ends in the user's index: (event time, id) of its last event.
+Position = tuple[int, str]
 
 
 @dataclass(frozen=True)
@@ -55,55 +48,36 @@ def no_counts() -> dict[str, int]:
     return dict.fromkeys(ERASED_KINDS, 0)
 
 
-def _marks(values: Sequence[Any]) -> str:
-    return ", ".join("?" for _ in values)
-
-
-def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
-
-
 def erase_user_batch(
-    db: Db, project_id: str, environment: Environment, user_id: str, limit: int
-) -> dict[str, int]:
-    """Erase up to `limit` of the user's events and every row that hangs off them; return
-    how many rows of each kind went. Fewer than `limit` events means none are left."""
-    counts = no_counts()
-    event_ids = [
-        r["id"]
-        for r in db.all(
-            "SELECT id FROM events WHERE project_id = ? AND environment = ? AND user_id = ?"
-            " ORDER BY id LIMIT ?",
-            (project_id, environment.value, user_id, limit),
-        )
-    ]
-    if not event_ids:
-        return counts
-    txn_ids: list[str] = []
-    for chunk in _chunks(event_ids):
-        txn_ids += [
-            r["id"]
-            for r in db.all(
-                f"DELETE FROM transactions WHERE event_id IN ({_marks(chunk)}) RETURNING id",
-                chunk,
-            )
-        ]
-    counts["transactions"] = len(txn_ids)
-    for chunk in _chunks(txn_ids):
-        for table in ("transaction_history", "delivery_attempts"):
-            cursor = db.execute(
-                f"DELETE FROM {table} WHERE transaction_id IN ({_marks(chunk)})", chunk
-            )
-            counts[table] += cursor.rowcount
-    for chunk in _chunks(event_ids):
-        cursor = db.execute(
-            f"DELETE FROM idempotency_keys WHERE event_id IN ({_marks(chunk)})", chunk
-        )
-        counts["idempotency_keys"] += cursor.rowcount
-        cursor = db.execute(f"DELETE FROM events WHERE id IN ({_marks(chunk)})", chunk)
-        counts["events"] += cursor.rowcount
-    return counts
+    db: Db,
+    project_id: str,
+    environment: Environment,
+    user_id: str,
+    limit: int,
+    after: Position | None = None,
+) -> tuple[dict[str, int], Position | None]:
+    """Erase up to `limit` of the user's events, those past `after` in the user's index
+    (event time, then id), and every row that hangs off them; return how many rows of each
+    kind went and where the batch ended (the next batch's `after`). Fewer than `limit`
+    events means none are left.
+
+    Each batch reads on from where the last one ended, in the order of the index
+    (`events_by_user`), so it reads its own `limit` entries and sorts nothing, however many
+    events the user has (and on PostgreSQL it skips the entries earlier batches deleted,
+    which stay in the index until vacuum). An event that arrives meanwhile with an event
+    time before `after` is left: the receipt covers events stored before the erasure."""
+    sql = (
+        "SELECT id, timestamp FROM events WHERE project_id = ? AND environment = ? AND user_id = ?"
+    )
+    params: list[Any] = [project_id, environment.value, user_id]
+    if after is not None:
+        sql += " AND (timestamp, id) > (?, ?)"
+        params += after
+    rows = db.all(sql + " ORDER BY timestamp, id LIMIT ?", [*params, limit])
+    if not rows:
+        return no_counts(), after
+    counts = delete_events(db, [r["id"] for r in rows])
+    return counts, (int(rows[-1]["timestamp"]), rows[-1]["id"])
 
 
 def insert_erasure(db: Db, record: ErasureRecord) -> None:
