@@ -663,8 +663,8 @@ _LAG = {
     "type": ["object", "null"],
     "description": "p50 and p99 of the time from each transaction's creation (the event's "
     "commit) to the end of its first webhook attempt, over the first attempts of the last "
-    "`lag_window_seconds` (the newest 5,000 at most); null for a pull consumer, or when "
-    "there were none",
+    "`lag_window_seconds` (the newest 5,000 at most) to transactions of events received in "
+    "the last hour; null for a pull consumer, or when there were none",
     "required": ["attempts", "p50_ms", "p99_ms"],
     "properties": {
         "attempts": {"type": "integer", "description": "first attempts measured"},
