@@ -1,9 +1,10 @@
 """Waking whoever waits for new transactions: the delivery worker and long-polling claims.
 
 Within a process, `pulse()` wakes every current waiter at once (ingest calls it after the
-commit that created transactions). Across processes on PostgreSQL, the ingest transaction
-sends `NOTIFY eventyard_transactions` and `PgListener` turns each notification into a
-pulse here. SQLite has no such message: `SqliteWatcher` asks the database every few
+commit that created transactions). Across processes on PostgreSQL, ingest commits send
+`NOTIFY eventyard_transactions` (gathered by the writer: one notifying commit every 50 ms
+at most, store/commit_notices.py) and `PgListener` turns each notification into a pulse
+here. SQLite has no such message: `SqliteWatcher` asks the database every few
 milliseconds whether another connection has committed (`PRAGMA data_version`, a read of a
 counter in shared memory) and pulses when one has, so a worker in its own process learns of
 new events within milliseconds instead of at its next second's poll.
@@ -14,7 +15,8 @@ sleeping through work that arrived while it looked. Waiters always use a timeout
 lost wake-up costs a short delay, never a stuck transaction.
 
 The same LISTEN connection serves the live feeds (services/live.py): every commit that
-stores events sends `NOTIFY eventyard_events` with the lowest event id it stored, and
+stores events has `eventyard_events` notified with the lowest event id it stored (gathered
+likewise, so one notification may stand for several commits, with their lowest id), and
 `PgListener` hands it to a `CommitWatcher` (the live feed), which wakes its streams and
 reads again from that id if it lies below their lookback window. When the connection was
 lost, the watcher hears from when, since notifications sent meanwhile never arrive.
@@ -32,11 +34,10 @@ from typing import Any, Protocol
 
 import psycopg
 
+from eventyard.store.commit_notices import EVENTS_CHANNEL, TRANSACTIONS_CHANNEL
 from eventyard.store.connect import connect, connect_session
 
 logger = logging.getLogger("eventyard.notify")
-CHANNEL = "eventyard_transactions"
-EVENTS_CHANNEL = "eventyard_events"  # payload: the lowest event id a commit stored
 
 
 class CommitWatcher(Protocol):
@@ -123,7 +124,7 @@ class PgListener:
         while not self._stop.is_set():
             try:
                 with connect_session(self._url, "eventyard-listen") as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {TRANSACTIONS_CHANNEL}")
                     if events is not None:
                         conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     if lost:

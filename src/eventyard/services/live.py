@@ -19,14 +19,19 @@ Event ids are made in the database writer just before their commit (store/event_
 so within one process an id is visible within milliseconds of its time. The window alone
 would rest on two assumptions: no commit takes longer than the window, and the clocks of the
 machines agree within it. On PostgreSQL neither is needed: every commit that stores events
-notifies `eventyard_events` with the lowest id it stored (delivered after the commit, to
-every process's LISTEN connection, delivery/notify.py), and a feed told of an id below its
-window reads from that id at its next sweep. So a late commit, or one from a machine whose
-clock is behind, is still sent — up to `max_rewind_ms` back (a minute; a clock further off
-is logged, since it costs every stream a long re-read). When the LISTEN connection was lost,
-the feeds read again from the moment it went. On SQLite (one machine, one clock) the window
-covers what a commit can take. The set of sent ids is trimmed as the window moves, so
-replaying a long history from an old `since_id` holds no more than a window's ids.
+has `eventyard_events` notified with the lowest id it stored (to every process's LISTEN
+connection, delivery/notify.py), and a feed told of an id below its window reads from that
+id at its next sweep. A process gathers its commits' notifications and sends them in one
+commit at most every 50 ms (PostgreSQL serializes notifying commits across all processes,
+store/commit_notices.py), so each arrives within 50 ms of its commit and carries the lowest
+id of the commits it stands for; a stream in another process therefore shows a commit within
+about 50 ms plus `min_gap_seconds`, and at its next poll at the latest. So a late commit, or
+one from a machine whose clock is behind, is still sent — as long as the commit's delay and
+the clocks' difference add up to no more than `max_rewind_ms` (a minute, for both together;
+past it the stream goes back a minute only and logs a warning). When the LISTEN connection
+was lost, the feeds read again from the moment it went. On SQLite (one machine, one clock)
+the window covers what a commit can take. The set of sent ids is trimmed as the window
+moves, so replaying a long history from an old `since_id` holds no more than a window's ids.
 """
 
 from __future__ import annotations

@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from eventyard.errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from eventyard.store.commit_notices import CommitNotices
 
 
 class DatabaseTimeout(ServiceUnavailable):
@@ -65,6 +68,9 @@ class Db:
         # Facts read once per database transaction and shared by the ops of a commit group
         # (the consumer list); cleared whenever a transaction begins or ends.
         self.txn_memo: dict[Any, Any] = {}
+        # The writer's connection: NOTIFYs gathered and sent for many commits at once
+        # (store/commit_notices.py). None elsewhere: an op notifies in its own transaction.
+        self.notices: CommitNotices | None = None
 
     def _sql(self, sql: str) -> str:
         return _to_pyformat(sql) if self._postgres else sql

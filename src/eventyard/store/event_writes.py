@@ -25,6 +25,7 @@ import orjson
 
 from eventyard.domain.models import Consumer, Environment, Event, EventDraft, Trigger
 from eventyard.ids import new_id
+from eventyard.store.commit_notices import EVENTS_CHANNEL, TRANSACTIONS_CHANNEL, notify
 from eventyard.store.consumers import consumers_taking_events
 from eventyard.store.db import Cursor, Db
 from eventyard.store.event_rows import EVENT_COLUMNS
@@ -195,7 +196,7 @@ def store_event_writes(db: Db, writes: list[EventWrite]) -> list[Written]:
             by_id[item.id] = event
             item.result = Stored(Outcome.ACCEPTED, event)
             accepted.append(item)
-    # ...and the events, their transactions and the wake-up in another.
+    # ...and the events and their transactions in another (the wake-ups go with a commit).
     with db.pipeline():
         if db.backend == "sqlite":
             # One prepared statement for any number of rows: no round trips to save.
@@ -210,11 +211,12 @@ def store_event_writes(db: Db, writes: list[EventWrite]) -> list[Written]:
                 _columns(rows, len(_EVENT_TYPES)),
             )
         created = _create_transactions(db, accepted, consumers)
-        if created and db.backend == "postgres":
-            db.execute("NOTIFY eventyard_transactions")  # delivered at commit
         if accepted and db.backend == "postgres":
-            # Every process's live feeds: the lowest id this commit makes visible.
-            db.execute("SELECT pg_notify('eventyard_events', ?)", [accepted[0].id])
+            # Other processes' workers, and their live feeds (the lowest id this commit
+            # makes visible); the writer sends them for many commits at once.
+            if created:
+                notify(db, TRANSACTIONS_CHANNEL)
+            notify(db, EVENTS_CHANNEL, accepted[0].id)
     out: list[Written] = []
     start = 0
     for write in writes:

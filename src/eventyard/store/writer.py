@@ -27,6 +27,10 @@ waiting for its own connection attempt, and the next group tries again. When it 
 instead (a frozen server, a network dropping packets), `busy_since` shows how long the
 group in hand has taken, and `fail_waiting` lets the event loop give up on the writes it
 waits for (Store's watchdog does, after `database_timeout_seconds`).
+
+The NOTIFYs the ops ask for (store/commit_notices.py) are gathered over commits and sent
+in one of them at most every `CommitNotices.every_seconds`; when no write comes by the time
+gathered ones are due, the writer sends them in a transaction of their own.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from eventyard.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, Histogram
+from eventyard.store.commit_notices import CommitNotices
 from eventyard.store.db import Db
 
 logger = logging.getLogger("eventyard.store.writer")
@@ -95,9 +100,10 @@ class GroupCommitWriter:
         # The asyncio futures of writes not yet settled, for fail_waiting (touched only in
         # the event loop's thread).
         self._waiting: set[asyncio.Future[Any]] = set()
+        self.notices = CommitNotices()
 
     def start(self) -> None:
-        self._db = self._connect()
+        self._ensure_db()
         self._thread.start()
 
     def stop(self) -> None:
@@ -146,8 +152,13 @@ class GroupCommitWriter:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self.notices.due_in())
+            except queue.Empty:  # gathered NOTIFYs are due and no write came to carry them
+                self._send_notices()
+                continue
             if first is _STOP:
+                self._send_last_notices()
                 return
             group: list[_Op] = [first]
             weight = first.weight
@@ -166,12 +177,32 @@ class GroupCommitWriter:
             self._commit_group(group)
             self.busy_since = None
             if stop_after:
+                self._send_last_notices()
                 return
 
     def _ensure_db(self) -> Db:
         if self._db is None:
             self._db = self._connect()
+            self._db.notices = self.notices
         return self._db
+
+    def _send_last_notices(self) -> None:
+        if self.notices.due_in() is not None:
+            self.notices.hurry()
+            self._send_notices()
+
+    def _send_notices(self) -> None:
+        try:
+            db = self._ensure_db()
+            db.begin()
+            self.notices.before_commit(db)
+            db.commit()
+        except Exception:
+            self._rollback_quietly()
+            self.notices.failed_to_send()
+            logger.debug("sending NOTIFYs failed; trying again later", exc_info=True)
+            return
+        self.notices.committed()
 
     def _commit_group(self, group: list[_Op]) -> None:
         try:
@@ -183,11 +214,14 @@ class GroupCommitWriter:
             started = time.perf_counter()
             db.begin()
             results = _run_group(db, group)
+            self.notices.before_commit(db)
             db.commit()
         except Exception:
             self._rollback_quietly()
+            self.notices.rolled_back()
             self._settle(self._run_each_alone(group))
             return
+        self.notices.committed()
         self.stats.committed(len(group), time.perf_counter() - started)
         self._settle([(op, result, None) for op, result in zip(group, results, strict=True)])
 
@@ -209,10 +243,13 @@ class GroupCommitWriter:
             started = time.perf_counter()
             db.begin()
             result = _run_group(db, [op])[0]
+            self.notices.before_commit(db)
             db.commit()
         except Exception as exc:
             self._rollback_quietly()
+            self.notices.rolled_back()
             return op, None, exc
+        self.notices.committed()
         self.stats.committed(1, time.perf_counter() - started)
         return op, result, None
 
