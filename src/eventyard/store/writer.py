@@ -155,7 +155,9 @@ class GroupCommitWriter:
             try:
                 first = self._queue.get(timeout=self.notices.due_in())
             except queue.Empty:  # gathered NOTIFYs are due and no write came to carry them
+                self.busy_since = time.monotonic()  # a hung database shows here too
                 self._send_notices()
+                self.busy_since = None
                 continue
             if first is _STOP:
                 self._send_last_notices()
