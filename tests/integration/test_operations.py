@@ -297,7 +297,7 @@ def test_the_first_attempt_query_starts_from_the_consumers_transactions_on_sqlit
     try:
         db = connect(store.url, writer=False)
         sql = first_attempts_sql(db)
-        rows = db.all("EXPLAIN QUERY PLAN " + sql, ["con_x", "evt_0", 1, 1])
+        rows = db.all("EXPLAIN QUERY PLAN " + sql, ["con_x", "evt_0", "txn_0", 1, 1])
         plan = [str(row[3]) for row in rows]
         assert plan[0].startswith("SEARCH t USING INDEX sqlite_autoindex_transactions"), plan
         assert "(consumer_id=? AND event_id>?)" in plan[0], plan
@@ -359,11 +359,12 @@ def test_the_lag_sample_reads_none_of_another_projects_attempts_on_postgres(
         db.conn.execute("ANALYZE")
         db.commit()
         since = (now_ms - 15 * 60_000) * 1000
-        floor = ids.lowest_id_at("evt", now_ms - 60 * 60_000)
-        lags = first_attempt_lags(db, ["con_prj_mine"], since, floor)
+        hour_ago = now_ms - 60 * 60_000
+        lags = first_attempt_lags(db, ["con_prj_mine"], since, hour_ago)
         assert lags == {"con_prj_mine": [2_000_000] * 4}
         sql = first_attempts_sql(db).replace("?", "%s")
-        params = ("con_prj_mine", floor, since, since)
+        floors = (ids.lowest_id_at("evt", hour_ago), ids.lowest_id_at("txn", hour_ago))
+        params = ("con_prj_mine", *floors, since, since)
         explained = db.conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params).fetchone()
         db.rollback()
         assert explained is not None

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from eventyard import ids
 from eventyard.clock import Clock
 from eventyard.delivery.presence import worker_running
 from eventyard.domain.models import Consumer, ConsumerKind, Principal
@@ -87,13 +86,13 @@ async def read_status(store: Store, clock: Clock, principal: Principal) -> Statu
     now = clock.now_us()
     project_id, env = principal.project_id, principal.environment
     since = now - LAG_WINDOW_S * 1_000_000
-    event_floor = ids.lowest_id_at("evt", (now - LAG_EVENTS_S * 1_000_000) // 1000)
+    events_from_ms = (now - LAG_EVENTS_S * 1_000_000) // 1000
 
     def read(db: Db) -> Status:
         backlogs = status_sql.project_backlogs(db, project_id, env, now)
         consumers = consumer_sql.list_consumers(db, project_id, env)
         hooks = [c.id for c in consumers if c.kind is ConsumerKind.WEBHOOK]
-        lags = status_sql.first_attempt_lags(db, hooks, since, event_floor)
+        lags = status_sql.first_attempt_lags(db, hooks, since, events_from_ms)
         out = []
         for consumer in consumers:
             b = backlogs.get(consumer.id) or Backlog(consumer.id, 0, 0, now, None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from eventyard import ids
 from eventyard.domain.models import Environment
 from eventyard.store.db import Db
 
@@ -95,39 +96,43 @@ def oldest_open(
 
 def first_attempts_sql(db: Db) -> str:
     """One consumer's first-attempt lags (µs), newest event first; parameters: the consumer,
-    the lowest event id, then `since` twice (the transaction's last change, the attempt)."""
+    the lowest event id, the lowest transaction id, then `since` twice (the transaction's
+    last change, the attempt)."""
     # Unary `+` (SQLite only) keeps its planner from starting at the window's attempts
     # (delivery_attempts_at), which are every project's.
     plus = "+" if db.backend == "sqlite" else ""
     return (
         "SELECT a.at - t.created_at AS lag"
         " FROM transactions t JOIN delivery_attempts a ON a.transaction_id = t.id"
-        " WHERE t.consumer_id = ? AND t.event_id >= ? AND t.updated_at >= ?"
-        f" AND a.attempt = 1 AND {plus}a.at >= ?"
+        " WHERE t.consumer_id = ? AND t.event_id >= ? AND a.transaction_id >= ?"
+        f" AND t.updated_at >= ? AND a.attempt = 1 AND {plus}a.at >= ?"
         f" ORDER BY t.event_id DESC LIMIT {LAG_SAMPLE}"
     )
 
 
 def first_attempt_lags(
-    db: Db, consumer_ids: list[str], since: int, event_floor: str
+    db: Db, consumer_ids: list[str], since: int, events_from_ms: int
 ) -> dict[str, list[int]]:
     """Per consumer, µs from each transaction's creation to the end of its first webhook
-    attempt, for first attempts made since `since` to transactions of events from
-    `event_floor` on: the newest LAG_SAMPLE at most, newest event first.
+    attempt, for first attempts made since `since` (µs) to transactions of events received
+    from `events_from_ms` on: the newest LAG_SAMPLE at most, newest event first.
 
     Each consumer's walk starts from its own transactions (their `(consumer_id, event_id)`
-    key, down to `event_floor`) and reads a transaction's attempts by its id (the attempts'
-    key, and on PostgreSQL their partition key), so its cost follows what that consumer
-    received since `event_floor`, not what every project delivered. A transaction not
-    changed since `since` had no attempt since then, so its attempts are not read. Nothing
-    indexes transactions by when they were delivered, so the floor is on the event: a
-    first attempt to a transaction of an older event (a replay, or a backlog older than
-    the floor) is not in the sample.
+    key, down to the events' floor) and reads a transaction's attempts by its id (the
+    attempts' key), so its cost follows what that consumer received since the floor, not
+    what every project delivered. A transaction's id carries its event's millisecond (or,
+    made before 0008, its own later one), so the same floor on the attempts' transaction id
+    leaves PostgreSQL only the attempts' partitions from the floor on to plan for. A
+    transaction not changed since `since` had no attempt since then, so its attempts are not
+    read. Nothing indexes transactions by when they were delivered, so the floor is on the
+    event: a first attempt to a transaction of an older event (a replay, or a backlog older
+    than the floor) is not in the sample.
     """
     sql = first_attempts_sql(db)
+    floors = (ids.lowest_id_at("evt", events_from_ms), ids.lowest_id_at("txn", events_from_ms))
     lags: dict[str, list[int]] = {}
     for consumer_id in consumer_ids:
-        rows = db.all(sql, (consumer_id, event_floor, since, since))
+        rows = db.all(sql, (consumer_id, *floors, since, since))
         if rows:
             lags[consumer_id] = [max(0, int(row["lag"])) for row in rows]
     return lags
