@@ -147,6 +147,24 @@ async def test_metrics_move_with_ingest_commits_and_delivery(world: World) -> No
     assert _value(after, "process_resident_memory_bytes") > 10_000_000
 
 
+async def test_an_idle_consumer_has_zero_series_not_none(world: World) -> None:
+    """An alert on the backlog or due lag must see 0 for a consumer with nothing open,
+    not a missing series."""
+    async with Receiver() as receiver:
+        idle = await world.hook(receiver.url("/idle"))
+        lines = set((await _scrape(world)).splitlines())
+    for series in (
+        "eventyard_pending_transactions",
+        "eventyard_inflight_transactions",
+        "eventyard_oldest_pending_seconds",
+        "eventyard_delivery_due_lag_seconds",
+    ):
+        assert any(
+            line in lines
+            for line in (f'{series}{{consumer="{idle["id"]}"}} {v}' for v in ("0", "0.0"))
+        ), series
+
+
 async def test_the_scrape_parses_as_prometheus_text(world: World) -> None:
     """The official client's parser reads every family; histograms are cumulative."""
     await world.hook("http://127.0.0.1:9/hook")  # a consumer with a backlog: its gauges

@@ -49,7 +49,9 @@ class Telemetry:
 
     async def render(self) -> str:
         now = self._clock.now_us()
-        backlogs = await self._store.read(lambda db: status_sql.all_backlogs(db, now))
+        backlogs, consumers = await self._store.read(
+            lambda db: (status_sql.all_backlogs(db, now), status_sql.consumer_ids(db))
+        )
         lines = self.requests.render() + self._ingest.render() + self._writer_lines()
         lines += self._delivery.render()
         oldest = header(
@@ -74,8 +76,11 @@ class Telemetry:
             "How long the longest-waiting due delivery nobody holds has waited, per consumer "
             "(0 when the worker keeps up).",
         )
-        for consumer_id, b in sorted(backlogs.items()):
+        for consumer_id in sorted(set(consumers) | set(backlogs)):
             tag = f'{{consumer="{consumer_id}"}}'
+            b = backlogs.get(consumer_id)
+            if b is None:  # nothing open: zeros, not a gap
+                b = status_sql.Backlog(consumer_id, 0, 0, now, None)
             oldest.append(f"eventyard_oldest_pending_seconds{tag} {_age(now, b.oldest_created_at)}")
             pending.append(f"eventyard_pending_transactions{tag} {b.open}")
             in_flight.append(f"eventyard_inflight_transactions{tag} {b.in_flight}")
