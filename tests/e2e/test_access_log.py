@@ -46,11 +46,19 @@ def test_json_access_lines_one_per_request_with_the_fields(
         assert sent.status_code == 201, sent.text
         missing = client.get("/no/such/page")
         refused = client.get("/v1/events", headers={"Authorization": "Bearer sk_live_" + "x" * 32})
+        made = client.post("/v1/keys", json={"name": "ingest", "scopes": ["write"]}, headers=auth)
+        assert made.status_code == 201, made.text
+        weak = {"Authorization": f"Bearer {made.json()['key']}"}
+        forbidden = client.get("/v1/events", headers=weak)
     server.stop()
     assert refused.status_code == 401
+    assert forbidden.status_code == 403
     lines = _access(log)[ready:]
-    assert len(lines) == 3, lines
-    ingest, not_found, unauthenticated = lines
+    assert len(lines) == 5, lines
+    ingest, not_found, unauthenticated, _, under_scoped = lines
+    # A known key whose scope falls short: the line still says whose request it was.
+    assert under_scoped["status"] == 403
+    assert under_scoped["project"] == project["project"]["id"]
     assert ingest["method"] == "POST"
     assert ingest["route"] == "/v1/triggers/{trigger_id}/users/{user_id}/events"
     assert ingest["status"] == 201

@@ -180,8 +180,8 @@ class EventyardApp:
             found = route.credentials(req)
             key = found if found is None or isinstance(found, str) else await found
             principal = await self.services.keys.authenticate(key, route.key_hint)
+            ctx.principal_or_none = principal  # known, even when its scope falls short (403)
             require_scope(principal, route.scope)
-            ctx.principal_or_none = principal
             limits = await self.services.ratelimit.take(principal)
         if route.guard is not None:
             await route.guard(req, ctx)
