@@ -453,6 +453,31 @@ def test_a_header_past_the_limit_is_refused_431_when_it_arrives_whole(tmp_path: 
                 assert "1,000 bytes" in answer.json()["message"]
 
 
+def test_a_head_whose_blank_line_straddles_two_reads_is_not_taken_for_a_large_head(
+    server: Server,
+) -> None:
+    """The blank line that ends the head may be split across reads, with the body in the
+    second: the body must not be counted as head (it once got a 431)."""
+    # 100 KB, past the 64 KB head limit, in whitespace: the payload itself stays small.
+    body = b'{"trigger": "t", "user_id": "u",' + b" " * 100_000 + b'"payload": {}}'
+    head = (
+        b"POST /v1/events HTTP/1.1\r\nHost: eventyard.test\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {server.key}\r\n".encode()
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+    )
+    for split in (len(head) - 2, len(head) - 1, len(head) - 3):
+        sock = server.connect()
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(head[:split])
+            time.sleep(0.1)  # two reads on the server's side
+            sock.sendall(head[split:] + body)
+            answer = read_answer(sock)
+        finally:
+            sock.close()
+        assert answer.status == 201, (split, answer.status)
+
+
 # --- many idle connections ---------------------------------------------------------------------
 
 IDLE = 600

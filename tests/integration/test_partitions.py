@@ -14,6 +14,7 @@ import itertools
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -29,6 +30,7 @@ from eventyard.store.partitions import (
     DEFAULT_PARTITION_DAYS,
     RANGES_AHEAD,
     TABLES,
+    PartitionReport,
     housekeep_partitions,
     list_partitions,
     partition_name,
@@ -552,3 +554,58 @@ def test_eventyard_housekeep_makes_ranges_of_the_configured_days(empty_pg: str) 
     finally:
         db.close()
     assert spans == {30 * DAY_MS}
+
+
+def test_a_drop_gives_way_to_a_writer_that_holds_a_table_it_needs(db: Db, store_url: str) -> None:
+    """A writer group may insert events and then change a project (or the other way
+    round) while a drop holds `projects` and waits for `events`: the drop must give up,
+    not the writer (PostgreSQL's deadlock check would cancel one of the two)."""
+    from eventyard.services.housekeeping import _keep_after_now
+
+    db.begin()
+    db.execute("INSERT INTO projects (id, name, mode, created_at) VALUES ('prj_a', 'a', 'open', 0)")
+    db.execute("UPDATE projects SET retention_days = 10 WHERE id = 'prj_a'")
+    db.execute(
+        "INSERT INTO events (id, project_id, environment, trigger_id, user_id, payload,"
+        " timestamp, received_at, source) VALUES (?, 'prj_a', 'test', 's', 'u', '{}', ?, ?, 'api')",
+        (ids.new_id_at("evt", OLD_MS), OLD_MS * 1000, OLD_MS * 1000),
+    )
+    db.commit()
+    housekeep_partitions(db, NOW_MS * 1000, None)  # the old range is made
+    bound_read = threading.Event()
+    outcome: dict[str, PartitionReport] = {}
+
+    def bound(conn: Db) -> int | None:
+        kept = _keep_after_now(conn, NOW_MS * 1000)
+        bound_read.set()
+        time.sleep(0.3)  # the writer takes `events` meanwhile
+        return kept
+
+    def housekeep() -> None:
+        conn = connect(store_url, writer=True)
+        try:
+            outcome["report"] = housekeep_partitions(conn, NOW_MS * 1000, bound)
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=housekeep)
+    thread.start()
+    assert bound_read.wait(10)
+    writer = connect(store_url, writer=True)
+    try:
+        writer.begin()
+        writer.execute(
+            "INSERT INTO events (id, project_id, environment, trigger_id, user_id, payload,"
+            " timestamp, received_at, source)"
+            " VALUES (?, 'prj_a', 'test', 's', 'u', '{}', ?, ?, 'api')",
+            (ids.new_id_at("evt", NOW_MS), NOW_MS * 1000, NOW_MS * 1000),
+        )
+        writer.execute("UPDATE projects SET retention_days = 30 WHERE id = 'prj_a'")
+        writer.commit()  # raised DeadlockDetected when the drop waited as long as the check
+    finally:
+        writer.close()
+    thread.join(20)
+    report = outcome["report"]
+    assert report.busy is True
+    assert report.dropped == []
+    assert _count(db, "events", "project_id", "prj_a") == 2

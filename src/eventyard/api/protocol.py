@@ -48,6 +48,9 @@ class DeadlineProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._reading_headers = False
         self._head_bytes = 0  # bytes received since the last request's headers ended
+        self._head_tail = (
+            b""  # the last bytes of the head so far: its blank line may straddle reads
+        )
         self._lingering = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -64,7 +67,10 @@ class DeadlineProtocol(HttpToolsProtocol):
         if not self._body_outstanding():
             # Counted before parsing, up to the end of the head when it is in this piece:
             # a head that arrives whole is measured as one that trickles in.
-            self._head_bytes += _head_part(data)
+            seen = self._head_tail + data
+            part = _head_part(seen) - len(self._head_tail)
+            self._head_tail = seen[-3:] if part == len(data) else b""
+            self._head_bytes += max(0, part)
             if self._head_bytes > self.max_header_bytes:
                 self._disarm()
                 self._refuse(
@@ -92,6 +98,7 @@ class DeadlineProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._reading_headers = False
         self._head_bytes = 0
+        self._head_tail = b""
         self._disarm()
         super().on_headers_complete()
         if self.cycle is not None:

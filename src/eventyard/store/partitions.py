@@ -289,7 +289,15 @@ def _range_transaction(db: Db) -> Iterator[bool]:
                     LOCK_TIMEOUT,
                 )
                 raise _Busy
-            db.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            # Below PostgreSQL's deadlock_timeout (half of it, 1 s at most): a writer that
+            # holds one of the tables and waits for another this transaction holds (a group
+            # with an ingest and a project change, in either order) is never the one the
+            # deadlock check cancels; this pass gives up first and tries again later.
+            db.execute(
+                "SELECT set_config('lock_timeout', LEAST(1000, (EXTRACT(EPOCH FROM"
+                " current_setting('deadlock_timeout')::interval) * 500)::int)::text || 'ms',"
+                " true)"
+            )
         yield locked
         db.commit()
     except psycopg.errors.LockNotAvailable:
@@ -312,6 +320,7 @@ def _held_by(db: Db) -> str | None:
         "SELECT a.pid, a.application_name AS app FROM pg_locks l"
         " JOIN pg_stat_activity a ON a.pid = l.pid"
         " WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()"
+        " AND a.backend_type = 'client backend'"  # not autovacuum: it yields to a DROP"
         " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         f" AND a.xact_start < clock_timestamp() - interval '{LOCK_TIMEOUT}'"
         " AND l.relation IN (SELECT oid FROM pg_class WHERE relname = ANY(?)"
