@@ -250,7 +250,9 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None
     _access = AccessLog(handler, settings.log_format) if on else None
 
 
-def _close_access() -> None:
+def close_access_log() -> None:
+    """Write the queued access lines (at exit; a forked server process, which leaves with
+    `os._exit` and so runs no `atexit` hook, calls it itself)."""
     if _access is not None:
         _access.close()
 
@@ -260,5 +262,5 @@ def _access_after_fork() -> None:
         _access.after_fork()
 
 
-atexit.register(_close_access)
+atexit.register(close_access_log)
 os.register_at_fork(after_in_child=_access_after_fork)

@@ -34,6 +34,8 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
+from eventyard.logs import close_access_log
+
 logger = logging.getLogger("eventyard.serve")
 
 START_GRACE_S = 10.0
@@ -86,6 +88,7 @@ class Supervisor:
             except BaseException:
                 logger.exception("server process %d failed", index)
             finally:
+                close_access_log()  # os._exit runs no atexit hook
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)

@@ -2,7 +2,7 @@
 
 Within a process, `pulse()` wakes every current waiter at once (ingest calls it after the
 commit that created transactions). Across processes on PostgreSQL, ingest commits send
-`NOTIFY eventyard_transactions` (gathered by the writer: one notifying commit every 50 ms
+`NOTIFY eventyard_transactions` (gathered by the writer: one notifying commit every 10 ms
 at most, store/commit_notices.py) and `PgListener` turns each notification into a pulse
 here. SQLite has no such message: `SqliteWatcher` asks the database every few
 milliseconds whether another connection has committed (`PRAGMA data_version`, a read of a

@@ -22,10 +22,10 @@ machines agree within it. On PostgreSQL neither is needed: every commit that sto
 has `eventyard_events` notified with the lowest id it stored (to every process's LISTEN
 connection, delivery/notify.py), and a feed told of an id below its window reads from that
 id at its next sweep. A process gathers its commits' notifications and sends them in one
-commit at most every 50 ms (PostgreSQL serializes notifying commits across all processes,
-store/commit_notices.py), so each arrives within 50 ms of its commit and carries the lowest
+commit at most every 10 ms (PostgreSQL serializes notifying commits across all processes,
+store/commit_notices.py), so each arrives within 10 ms of its commit and carries the lowest
 id of the commits it stands for; a stream in another process therefore shows a commit within
-about 50 ms plus `min_gap_seconds`, and at its next poll at the latest. So a late commit, or
+about 10 ms plus `min_gap_seconds`, and at its next poll at the latest. So a late commit, or
 one from a machine whose clock is behind, is still sent — as long as the commit's delay and
 the clocks' difference add up to no more than `max_rewind_ms` (a minute, for both together;
 past it the stream goes back a minute only and logs a warning). When the LISTEN connection
