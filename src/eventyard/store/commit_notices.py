@@ -12,8 +12,11 @@ op adds counts only once its transaction has committed (`committed`; `rolled_bac
 it), and what was sent is forgotten only when the commit that sent it has committed.
 
 So every commit's notification goes out at most `every_seconds` after it commits (at once
-when the process has sent none in the last `every_seconds`), carrying the lowest payload of
-the commits it stands for. Only the writer's thread touches this.
+when the process has sent none in the last `every_seconds`), or with the commit of the write
+group that started before then, whichever is later: a slow group (an erasure batch, a large
+batch of events) holds the notices it carries until it commits. Each carries the lowest
+payload of the commits it stands for. Only the writer's thread touches this. (Sending them
+on a connection of their own would lift that bound, at one more connection a process.)
 """
 
 from __future__ import annotations
