@@ -44,6 +44,11 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("eventyard_request_id", default=
 ACCESS_LOGGER = "eventyard.access"
 ACCESS_QUEUE_LINES = 10_000  # access lines waiting for the stream at most; more are dropped
 ACCESS_EXIT_WAIT_S = 2.0  # at exit, how long to wait for queued lines to be written
+# The writer thread writes what is queued this often, or as soon as this many lines wait:
+# waking it for each line cost a thread switch a request (8 % of single-event ingest on one
+# core, bench/run.py --scenarios single).
+ACCESS_FLUSH_S = 0.1
+ACCESS_WAKE_LINES = 512
 
 # A LogRecord's own attributes; anything else on a record came from `extra=` and is a field.
 _RECORD_ATTRS = frozenset(
@@ -168,12 +173,12 @@ class AccessLog:
             self.dropped += 1
         else:
             self._lines.append(line + "\n")
-            if not self._wake.is_set():
+            if len(self._lines) >= ACCESS_WAKE_LINES and not self._wake.is_set():
                 self._wake.set()
 
     def _run(self) -> None:
         while True:
-            self._wake.wait()
+            self._wake.wait(ACCESS_FLUSH_S)
             self._wake.clear()  # before taking the lines: a line queued from now wakes us again
             self._drain()
             if self._closed:

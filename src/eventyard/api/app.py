@@ -10,11 +10,11 @@ Database outages are answered `503` with `Retry-After`, never `500`.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from random import getrandbits as _random_bits
 from typing import Any
 
 import psycopg
@@ -202,7 +202,7 @@ def _request_id(scope: dict[str, Any]) -> str:
             if _SANE_REQUEST_ID.fullmatch(value):
                 return str(value.decode("ascii"))
             break
-    return os.urandom(8).hex()
+    return f"{_random_bits(64):016x}"  # an id, not a secret: no system call a request
 
 
 def _render(route: Route | None, exc: EventyardError) -> Response:
