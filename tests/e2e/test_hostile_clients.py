@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import resource
 import socket
 import threading
@@ -476,6 +477,39 @@ def test_a_head_whose_blank_line_straddles_two_reads_is_not_taken_for_a_large_he
         finally:
             sock.close()
         assert answer.status == 201, (split, answer.status)
+
+
+def _statuses_until_closed(sock: socket.socket, within: float = 10.0) -> list[int]:
+    """The status of every answer on the connection, read until the server closes it."""
+    sock.settimeout(within)
+    data = b""
+    while chunk := _recv(sock):
+        data += chunk
+    return [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+
+
+def test_pipelined_requests_with_a_large_body_are_not_taken_for_a_large_head(
+    server: Server,
+) -> None:
+    """Bytes of a body are never counted as head, whatever else shares the read."""
+    body = b'{"trigger": "t", "user_id": "pipelined-big",' + b" " * 200_000 + b'"payload": {}}'
+    get = b"GET /healthz HTTP/1.1\r\nHost: eventyard.test\r\n\r\n"
+    post = post_head(server, Content_Length=str(len(body)), Connection="close") + body
+    with server.connect() as sock:
+        sock.sendall(get + get + post)
+        assert _statuses_until_closed(sock) == [200, 200, 201]
+
+
+def test_a_pipelined_request_past_the_head_limit_is_answered_431_in_its_turn(
+    server: Server,
+) -> None:
+    """The request before it is answered as usual; the oversized one gets the 431, and the
+    connection ends after it."""
+    get = b"GET /healthz HTTP/1.1\r\nHost: eventyard.test\r\n\r\n"
+    big = b"GET /healthz HTTP/1.1\r\nHost: eventyard.test\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+    with server.connect() as sock:
+        sock.sendall(get + big + get)
+        assert _statuses_until_closed(sock) == [200, 431]
 
 
 # --- many idle connections ---------------------------------------------------------------------

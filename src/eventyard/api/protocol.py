@@ -47,7 +47,12 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._reading_headers = False
-        self._head_bytes = 0  # bytes received since the last request's headers ended
+        # The head being read, measured two ways, each no more than its true size: its
+        # parsed parts (request line and complete header lines), and the raw bytes of the
+        # reads that arrived while it was already unfinished (an endless header line is
+        # only seen so, as the parser holds it until it ends).
+        self._head_parsed = 0
+        self._head_raw = 0
         self._head_tail = (
             b""  # the last bytes of the head so far: its blank line may straddle reads
         )
@@ -64,27 +69,20 @@ class DeadlineProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._lingering:  # the answer is out; the rest of the body is dropped unparsed
             return
-        if not self._body_outstanding():
-            # Counted before parsing, up to the end of the head when it is in this piece:
-            # a head that arrives whole is measured as one that trickles in.
-            seen = self._head_tail + data
-            part = _head_part(seen) - len(self._head_tail)
-            self._head_tail = seen[-3:] if part == len(data) else b""
-            self._head_bytes += max(0, part)
-            if self._head_bytes > self.max_header_bytes:
-                self._disarm()
-                self._refuse(
-                    431,
-                    "headers_too_large",
-                    "Request header fields too large",
-                    f"The request's line and headers are more than {self.max_header_bytes:,} "
-                    "bytes; the limit is EVENTYARD_MAX_HEADER_BYTES. The connection is closed.",
-                )
-                return
+        if self._reading_headers:  # the head began in an earlier read: this read continues it
+            part = _head_part(self._head_tail + data) - len(self._head_tail)
+            self._head_raw += max(0, part)
         super().data_received(data)
         if self.transport.is_closing():
             return
-        if self._deadline is not None:
+        if self._reading_headers:  # unfinished: its blank line may begin in this read's end
+            self._head_tail = (self._head_tail + data)[-3:]
+        if self._reading_headers and self._head_size() > self.max_header_bytes:
+            self._disarm()  # an unfinished head past the limit: answered, and no more read
+            self._refuse(
+                431, "headers_too_large", "Request header fields too large", self._too_large()
+            )
+        elif self._deadline is not None:
             return
         elif self._reading_headers:  # a later request on the connection has begun
             self._arm(self.header_timeout, self._headers_late)
@@ -94,15 +92,46 @@ class DeadlineProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._reading_headers = True
+        self._head_parsed = self._head_raw = 0
+        self._head_tail = b""
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._head_parsed += len(url) + 14  # with the method and " HTTP/1.1\r\n"
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self._head_parsed += len(name) + len(value) + 4  # ": " and the line end
 
     def on_headers_complete(self) -> None:
         self._reading_headers = False
-        self._head_bytes = 0
-        self._head_tail = b""
         self._disarm()
-        super().on_headers_complete()
+        if self._head_size() > self.max_header_bytes:
+            # A whole head past the limit (it came in one read): this request, in its turn
+            # among pipelined ones, is answered 431 instead of reaching the app.
+            app, self.app = (
+                self.app,
+                _refusal(
+                    431, "headers_too_large", "Request header fields too large", self._too_large()
+                ),
+            )
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+        else:
+            super().on_headers_complete()
         if self.cycle is not None:
             self._say_close_when_answering_early(self.cycle)
+
+    def _head_size(self) -> int:
+        return max(self._head_parsed, self._head_raw)
+
+    def _too_large(self) -> str:
+        return (
+            f"The request's line and headers are more than {self.max_header_bytes:,} "
+            "bytes; the limit is EVENTYARD_MAX_HEADER_BYTES. The connection is closed."
+        )
 
     def _say_close_when_answering_early(self, cycle: Any) -> None:
         """An answer that starts while the body is still arriving (a 401, a 413) says
@@ -223,6 +252,23 @@ class DeadlineProtocol(HttpToolsProtocol):
         )
         self.transport.write(STATUS_LINE[status] + head.encode("latin-1") + body)
         self.transport.close()
+
+
+def _refusal(status: int, code: str, title: str, message: str) -> Any:
+    """An ASGI app that answers every request `status` in the one problem shape, and
+    closes the connection after it."""
+    body = orjson.dumps(problem_body(status, code, title, message))
+    headers = [
+        (b"content-type", PROBLEM_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
 
 
 def _head_part(data: bytes) -> int:

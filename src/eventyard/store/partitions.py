@@ -183,7 +183,7 @@ def drop_partitions(
     report: PartitionReport | None = None,
 ) -> None:
     """Drop every range that ends at or before `keep_after_ms`, the oldest first, all four
-    tables of a range in one transaction, with the idempotency keys naming its events.
+    tables of a range in one transaction, then the idempotency keys naming its events.
 
     `keep_after_ms` may be a function of the range's transaction that returns the bound
     (None: drop nothing): the housekeeping pass reads the projects' retentions there, under
@@ -207,10 +207,8 @@ def drop_partitions(
                 parts = [p for p in old if p.start_ms == old[0].start_ms] if old else []
                 rows = {p.name: _rows_estimate(db, p.name) for p in parts}
                 extra: dict[str, int] = {}
-                keys = 0
                 if parts:
                     extra = _delete_legacy_children(db, parts[0].start_ms, parts[0].end_ms)
-                    keys = _delete_keys(db, parts[0].start_ms, parts[0].end_ms)
                 for p in parts:
                     db.execute(f"DROP TABLE {p.name}")
         except _Busy:
@@ -218,6 +216,16 @@ def drop_partitions(
             return
         if not parts:
             return
+        # The keys of the dropped events, once the drop has committed (never while their
+        # events stay), in a transaction of their own: a long delete that holds no table
+        # lock a writer waits for, so it never stands between the drop's locks.
+        db.begin()
+        try:
+            keys = _delete_keys(db, parts[0].start_ms, parts[0].end_ms)
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
         for p in parts:
             report.dropped.append(p.name)
             n = rows[p.name] + extra.get(p.table, 0)
@@ -303,7 +311,8 @@ def _range_transaction(db: Db) -> Iterator[bool]:
     except psycopg.errors.LockNotAvailable:
         db.rollback()
         logger.warning(
-            "partitions: a table stayed busy past %s; trying at the next pass", LOCK_TIMEOUT
+            "partitions: a table stayed locked past the pass's lock wait (half of "
+            "deadlock_timeout); trying at the next pass"
         )
         raise _Busy from None
     except BaseException:
@@ -320,7 +329,6 @@ def _held_by(db: Db) -> str | None:
         "SELECT a.pid, a.application_name AS app FROM pg_locks l"
         " JOIN pg_stat_activity a ON a.pid = l.pid"
         " WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()"
-        " AND a.backend_type = 'client backend'"  # not autovacuum: it yields to a DROP"
         " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         f" AND a.xact_start < clock_timestamp() - interval '{LOCK_TIMEOUT}'"
         " AND l.relation IN (SELECT oid FROM pg_class WHERE relname = ANY(?)"
