@@ -82,6 +82,16 @@ def project_json(project: Project) -> dict[str, Any]:
     }
 
 
+def consumer_ref(consumer: Consumer) -> dict[str, Any]:
+    """Which consumer a figure is about, in `GET /v1/stats` and `GET /v1/status`."""
+    return {
+        "consumer": consumer.id,
+        "name": consumer.name,
+        "kind": consumer.kind.value,
+        "state": consumer.state.value,
+    }
+
+
 def consumer_json(consumer: Consumer, *, with_secret: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": consumer.id,

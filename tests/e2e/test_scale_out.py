@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import itertools
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -39,6 +38,7 @@ import httpx
 import psycopg
 import pytest
 
+from eventyard import ids
 from tests.e2e.server import ServerProcess, free_port, init_project
 
 ENV = {"EVENTYARD_WEBHOOK_ALLOW_PRIVATE": "true", "EVENTYARD_RETRY_SCHEDULE": "0,1,1"}
@@ -292,11 +292,7 @@ def test_two_api_processes_and_two_workers_share_one_postgresql(
 
 def _skewed_event_id(behind_ms: int) -> str:
     """An event id made `behind_ms` ago: what a server whose clock is behind would make."""
-    from eventyard.services.live import first_id_at
-
-    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-    head = first_id_at(int(time.time() * 1000) - behind_ms)[:14]
-    return head + "".join(secrets.choice(alphabet) for _ in range(16))
+    return ids.new_id_at("evt", int(time.time() * 1000) - behind_ms)
 
 
 @pytest.mark.postgres

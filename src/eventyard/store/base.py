@@ -180,24 +180,10 @@ class Store:
             db.close()
 
 
-def open_store(
-    url: str,
-    *,
-    read_connections: int = 4,
-    commit_max_events: int = 2000,
-    session_url: str | None = None,
-    prepare: bool = True,
-    partition_days: int = partitions.DEFAULT_PARTITION_DAYS,
-) -> Store:
-    """Create a store, apply pending migrations and start its writer."""
-    store = Store(
-        url,
-        read_connections=read_connections,
-        commit_max_events=commit_max_events,
-        session_url=session_url,
-        prepare=prepare,
-        partition_days=partition_days,
-    )
+def open_store(url: str, *, read_connections: int = 4) -> Store:
+    """Create a store, apply pending migrations and start its writer (tests and tools; the
+    commands build theirs from the settings, cli/database.py `store_for`)."""
+    store = Store(url, read_connections=read_connections)
     store.migrate()
     store.start()
     return store

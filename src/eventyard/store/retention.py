@@ -131,15 +131,3 @@ def delete_expired_keys(db: Db, now: int, limit: int) -> int:
         " WHERE expires_at <= ? LIMIT ?)",
         (now, limit),
     ).rowcount
-
-
-def delete_keys_of_events_before(db: Db, kept_from_id: str, limit: int) -> int:
-    """Delete up to `limit` idempotency keys naming events below `kept_from_id`: before the
-    partitions holding those events are dropped, so no key outlives its event (index
-    `idempotency_keys_event`)."""
-    return db.execute(
-        "DELETE FROM idempotency_keys WHERE (project_id, environment, key) IN"
-        " (SELECT project_id, environment, key FROM idempotency_keys"
-        " WHERE event_id < ? LIMIT ?)",
-        (kept_from_id, limit),
-    ).rowcount

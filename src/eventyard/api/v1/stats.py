@@ -12,7 +12,7 @@ from eventyard.api.schemas import AUTH_ERRORS, json_body, problem, ref
 from eventyard.clock import format_us
 from eventyard.domain.models import Scope
 from eventyard.services.stats import ConsumerStats, Stats, Window, parse_window, read_stats
-from eventyard.views import time_or_none
+from eventyard.views import consumer_ref, time_or_none
 
 routes = RouteTable()
 
@@ -39,10 +39,7 @@ def _consumer_json(c: ConsumerStats, now: int) -> dict[str, Any]:
     rate = h.success_rate
     oldest = h.oldest_pending_at
     return {
-        "consumer": c.consumer.id,
-        "name": c.consumer.name,
-        "kind": c.consumer.kind.value,
-        "state": c.consumer.state.value,
+        **consumer_ref(c.consumer),
         "pending": h.pending,
         "oldest_pending_at": time_or_none(oldest),
         "oldest_pending_age_seconds": None if oldest is None else max(0, now - oldest) // 10**6,

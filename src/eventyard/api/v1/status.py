@@ -19,6 +19,7 @@ from eventyard.services.status import (
     Lag,
     read_status,
 )
+from eventyard.views import consumer_ref
 
 routes = RouteTable()
 
@@ -36,10 +37,7 @@ def _lag_json(lag: Lag | None) -> dict[str, Any] | None:
 def _consumer_json(c: ConsumerStatus, now: int) -> dict[str, Any]:
     oldest = c.oldest
     return {
-        "consumer": c.consumer.id,
-        "name": c.consumer.name,
-        "kind": c.consumer.kind.value,
-        "state": c.consumer.state.value,
+        **consumer_ref(c.consumer),
         "pending": c.pending,
         "in_flight": c.in_flight,
         "oldest_pending": None
